@@ -1,0 +1,91 @@
+"""make_app(settings): routes, the Socket.IO mount, the static page, start and stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
+
+from codex.config import Settings
+from codex.http_api import NotFoundHandler, routes
+from codex.runtime.base import Runtime
+from codex.sessions import SessionRegistry
+from codex.transport.socketio import SocketIOTransport
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+
+def make_runtime(settings: Settings) -> Runtime:
+    if settings.runtime == "local":
+        from codex.runtime.local import LocalRuntime
+
+        return LocalRuntime(settings)
+    from codex.runtime.docker import DockerRuntime
+
+    return DockerRuntime(settings)
+
+
+class CodexApp:
+    """The server's parts, wired once; tests build it the same way `python -m codex` does."""
+
+    def __init__(self, settings: Settings, runtime: Runtime | None = None) -> None:
+        self.settings = settings
+        self.runtime = runtime or make_runtime(settings)
+        self.registry = SessionRegistry(settings, self.runtime)
+        self.socketio = SocketIOTransport(self.registry)
+        handlers: list[tuple[str, type[tornado.web.RequestHandler], dict[str, object]]] = [
+            (r"/socket\.io/", self.socketio.handler(), {}),
+            *routes(self.registry),
+            (r"/()", tornado.web.StaticFileHandler,
+             {"path": str(STATIC_DIR), "default_filename": "index.html"}),
+            (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(STATIC_DIR)}),
+        ]
+        self.web = tornado.web.Application(
+            handlers,  # type: ignore[arg-type]
+            default_handler_class=NotFoundHandler,
+            default_handler_args={"registry": self.registry},
+            websocket_max_message_size=64 * 1024,
+        )
+        self.server: tornado.httpserver.HTTPServer | None = None
+        self.port: int | None = None
+
+    async def start(self) -> int:
+        await self.runtime.startup()
+        self.server = tornado.httpserver.HTTPServer(
+            self.web, xheaders=False, max_body_size=4 * 1024 * 1024
+        )
+        sockets = tornado.netutil.bind_sockets(self.settings.port, self.settings.host)
+        self.server.add_sockets(sockets)
+        self.port = sockets[0].getsockname()[1]
+        if self.settings.runtime == "local":
+            log.warning("runtime=local: programs run UNSANDBOXED on this machine")
+        log.info("CodeX serving on http://%s:%d (runtime %s)",
+                 self.settings.host, self.port, self.runtime.name)
+        return self.port
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+        await self.registry.shutdown()
+        await self.runtime.shutdown()
+
+
+async def serve(settings: Settings) -> None:
+    app = CodexApp(settings)
+    await app.start()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    log.info("shutting down")
+    await app.stop()
+
+

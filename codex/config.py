@@ -1,0 +1,238 @@
+"""Every setting of the server, declared once: type, default, help and validation.
+
+Each field can be set on the command line (``--time-limit 5``) or in the environment
+(``CODEX_TIME_LIMIT=5``); the command line wins. ``docs/configuration.md`` is generated
+from these declarations (``python -m codex --config-docs``) and a test keeps it in step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import ipaddress
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from codex.errors import ConfigError
+
+ENV_PREFIX = "CODEX_"
+# A single argv string may not exceed MAX_ARG_STRLEN (32 pages = 128 KiB) on Linux, and
+# the program's source travels to the sandbox as one argument.
+MAX_CODE_BYTES_CEILING = 120 * 1024
+
+
+def setting(default: Any, help: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = setting("127.0.0.1", "Address to listen on.")
+    port: int = setting(8000, "TCP port to listen on (0 picks a free one).")
+    runtime: str = setting(
+        "docker",
+        "Where programs run: `docker` (one hardened container per execution) or "
+        "`local` (ptyprocess on this machine, UNSANDBOXED, for development only).",
+        choices=("docker", "local"),
+    )
+    allow_unsafe_local: bool = setting(
+        False, "Let the unsandboxed `local` runtime listen on a non-loopback address."
+    )
+    sandbox_image: str = setting(
+        "codex-sandbox:latest", "Docker image that user programs run in."
+    )
+    docker_url: str = setting(
+        "", "Docker engine URL; empty means the usual DOCKER_HOST or local socket."
+    )
+    docker_timeout: float = setting(30.0, "Seconds one Docker API call may take.")
+    max_code_bytes: int = setting(
+        64 * 1024, "Largest program accepted, in bytes of UTF-8 (at most 122880)."
+    )
+    max_stdin_bytes: int = setting(
+        64 * 1024, "Largest `stdin` text accepted with an execution, in bytes."
+    )
+    max_input_bytes: int = setting(
+        16 * 1024, "Largest single `input` message, in bytes."
+    )
+    time_limit: float = setting(10.0, "Wall-clock seconds an execution may run.")
+    memory_limit_mb: int = setting(
+        256, "Memory limit of an execution's container in MiB (swap equals memory)."
+    )
+    pids_limit: int = setting(64, "Most processes and threads an execution may have.")
+    cpus: float = setting(1.0, "CPU cores an execution may use (a CFS quota).")
+    tmpfs_size_mb: int = setting(64, "Size of the writable /tmp of a container, in MiB.")
+    output_limit_bytes: int = setting(
+        1024 * 1024, "Bytes of output an execution may produce before it is stopped."
+    )
+    max_sessions: int = setting(
+        64, "Executions that may run at once; beyond that, 503 with Retry-After."
+    )
+    session_ttl: float = setting(
+        300.0, "Seconds a finished session is kept for late joins and GET."
+    )
+    term_rows: int = setting(24, "Initial terminal height of an execution.")
+    term_cols: int = setting(80, "Initial terminal width of an execution.")
+    detector_interval_ms: int = setting(
+        25, "How often, in ms, a running program's processes are checked for a blocking read."
+    )
+    allowed_origins: tuple[str, ...] = setting(
+        (),
+        "Comma-separated browser origins allowed besides the server's own and loopback "
+        "(`*` allows any, without credentials).",
+    )
+    log_level: str = setting(
+        "info", "Logging level.", choices=("debug", "info", "warning", "error")
+    )
+
+    def validate(self) -> Settings:
+        def need(ok: bool, name: str, why: str) -> None:
+            if not ok:
+                raise ConfigError(f"{name}: {why}")
+
+        need(0 <= self.port <= 65535, "port", "must be between 0 and 65535")
+        need(
+            0 < self.max_code_bytes <= MAX_CODE_BYTES_CEILING,
+            "max_code_bytes",
+            f"must be between 1 and {MAX_CODE_BYTES_CEILING}",
+        )
+        for name in (
+            "max_stdin_bytes",
+            "max_input_bytes",
+            "memory_limit_mb",
+            "pids_limit",
+            "tmpfs_size_mb",
+            "output_limit_bytes",
+            "max_sessions",
+            "term_rows",
+            "term_cols",
+            "detector_interval_ms",
+        ):
+            need(getattr(self, name) > 0, name, "must be positive")
+        for name in ("time_limit", "cpus", "docker_timeout", "session_ttl"):
+            need(getattr(self, name) > 0, name, "must be positive")
+        need(self.memory_limit_mb >= 16, "memory_limit_mb", "must be at least 16")
+        if self.runtime == "local" and not self.allow_unsafe_local:
+            need(
+                is_loopback(self.host),
+                "runtime",
+                "the local runtime is unsandboxed and only listens on a loopback "
+                "address (set allow_unsafe_local to override)",
+            )
+        return self
+
+    @property
+    def is_loopback(self) -> bool:
+        return is_loopback(self.host)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _fields() -> Sequence[dataclasses.Field[Any]]:
+    return dataclasses.fields(Settings)
+
+
+def _kind(f: dataclasses.Field[Any]) -> str:
+    return str(f.type).replace("tuple[str, ...]", "list")
+
+
+def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
+    kind = _kind(f)
+    try:
+        if kind == "bool":
+            low = raw.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "list":
+            return tuple(p.strip() for p in raw.split(",") if p.strip())
+    except ValueError:
+        raise ConfigError(f"{f.name}: {raw!r} is not a valid {kind}") from None
+    choices = f.metadata.get("choices")
+    if choices and raw not in choices:
+        raise ConfigError(f"{f.name}: {raw!r} is not one of {', '.join(choices)}")
+    return raw
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from the environment, then the command line; validated."""
+    environ = os.environ if environ is None else environ
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    values: dict[str, Any] = {}
+    for f in _fields():
+        raw = environ.get(env_name(f.name))
+        if raw is not None:
+            values[f.name] = _parse(f, raw)
+        given = getattr(args, f.name)
+        if given is not None:
+            values[f.name] = _parse(f, given) if isinstance(given, str) else given
+    return Settings(**values).validate()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m codex",
+        description="CodeX: run untrusted Python in Docker and stream it to browsers.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    for f in _fields():
+        flag = "--" + f.name.replace("_", "-")
+        text = f"{f.metadata['help']} (env {env_name(f.name)}; default: {_show(f.default)})"
+        if _kind(f) == "bool":
+            parser.add_argument(flag, dest=f.name, action="store_const", const=True, help=text)
+        else:
+            parser.add_argument(flag, dest=f.name, metavar=_kind(f).upper(), help=text)
+    parser.add_argument(
+        "--config-docs", action="store_true", help="Print docs/configuration.md and exit."
+    )
+    return parser
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value) or "(empty)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def config_docs() -> str:
+    lines = [
+        "# Configuration",
+        "",
+        "<!-- Generated by `python -m codex --config-docs`; tests/test_config.py checks it. -->",
+        "",
+        "Every option is a command-line flag and an environment variable; the flag wins.",
+        "",
+        "| flag | environment | type | default | meaning |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for f in _fields():
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata["help"].replace("|", "\\|")
+        choices = f.metadata.get("choices")
+        if choices:
+            help_text += " One of: " + ", ".join(f"`{c}`" for c in choices) + "."
+        lines.append(
+            f"| `{flag}` | `{env_name(f.name)}` | {_kind(f)} | `{_show(f.default)}` | {help_text} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,93 @@
+"""One error hierarchy. Each error knows its HTTP status and its wire `code`, so every
+transport renders it the same way: ``{"error": "<sentence>", "code": "<machine_code>"}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CodexError(Exception):
+    status = 500
+    code = "internal_error"
+    retry_after: int | None = None
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": self.message, "code": self.code, **self.extra}
+
+
+class ConfigError(CodexError):
+    code = "config_error"
+
+
+class BadRequest(CodexError):
+    status = 400
+    code = "bad_request"
+
+
+class MalformedJson(BadRequest):
+    code = "malformed_json"
+
+
+class InvalidField(BadRequest):
+    code = "invalid_field"
+
+
+class PayloadTooLarge(CodexError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(CodexError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class UnsupportedLanguage(CodexError):
+    status = 422
+    code = "unsupported_language"
+
+
+class SessionNotFound(CodexError):
+    status = 404
+    code = "session_not_found"
+
+
+class NotFound(CodexError):
+    status = 404
+    code = "not_found"
+
+
+class SessionFinished(CodexError):
+    status = 409
+    code = "session_finished"
+
+
+class Unavailable(CodexError):
+    status = 503
+    code = "unavailable"
+    retry_after = 5
+
+
+class RuntimeUnavailable(Unavailable):
+    code = "runtime_unavailable"
+
+
+class NoCapacity(Unavailable):
+    code = "no_capacity"
+    retry_after = 2
+
+
+class SandboxError(CodexError):
+    """The engine failed while starting or running an execution."""
+
+    code = "internal_error"
+
+
+def field_error(name: str, expected: str) -> InvalidField:
+    return InvalidField(f"Field '{name}' is required and must be {expected}.", field=name)

@@ -1,0 +1,80 @@
+"""A session's history: one bounded, sequence-numbered log of everything it emitted.
+
+Every client reads the same log from its own cursor, so replay and live delivery are
+one loop: a late joiner starts at the beginning, a live one at the end, and neither can
+see a gap or a duplicate. Appending is synchronous and wakes every waiting reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+OUTPUT = "output"
+INPUT_REQUIRED = "input_required"
+ERROR = "error"
+COMPLETE = "execution_complete"
+
+
+@dataclass(frozen=True)
+class Entry:
+    seq: int
+    kind: str
+    text: str = ""
+    # Output the terminal echoed back for an `input` event: terminal views show it,
+    # event views (whose frontend echoes the answer itself) do not.
+    echo: bool = False
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+class EventLog:
+    def __init__(self, max_chars: int) -> None:
+        self.max_chars = max_chars
+        self._entries: deque[Entry] = deque()
+        self._chars = 0
+        self.first_seq = 0
+        self.next_seq = 0
+        self.closed = False
+        self.dropped_chars = 0
+        self._changed: asyncio.Future[None] | None = None
+
+    def append(
+        self,
+        kind: str,
+        text: str = "",
+        *,
+        echo: bool = False,
+        payload: dict[str, Any] | None = None,
+    ) -> Entry:
+        entry = Entry(self.next_seq, kind, text, echo, payload or {})
+        self.next_seq += 1
+        self._entries.append(entry)
+        self._chars += len(text)
+        while self._chars > self.max_chars and len(self._entries) > 1:
+            old = self._entries.popleft()
+            self._chars -= len(old.text)
+            self.dropped_chars += len(old.text)
+            self.first_seq = old.seq + 1
+        if kind == COMPLETE:
+            self.closed = True
+        self._wake()
+        return entry
+
+    def since(self, seq: int) -> list[Entry]:
+        start = max(seq, self.first_seq) - self.first_seq
+        if start >= len(self._entries):
+            return []
+        return [self._entries[i] for i in range(start, len(self._entries))]
+
+    async def wait_beyond(self, seq: int) -> None:
+        """Return once an entry with a number >= seq exists."""
+        while self.next_seq <= seq:
+            if self._changed is None or self._changed.done():
+                self._changed = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._changed)
+
+    def _wake(self) -> None:
+        if self._changed is not None and not self._changed.done():
+            self._changed.set_result(None)

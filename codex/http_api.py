@@ -1,0 +1,204 @@
+"""REST handlers. One JSON error shape, never a traceback, never HTML."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import tornado.web
+
+from codex.errors import (
+    BadRequest,
+    CodexError,
+    MalformedJson,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    field_error,
+)
+from codex.languages import normalize_language
+from codex.openapi import OPENAPI
+from codex.origins import origin_allowed
+from codex.sessions import SessionRegistry
+
+log = logging.getLogger(__name__)
+
+# Room for the JSON around the largest code and stdin the settings allow.
+BODY_OVERHEAD = 16 * 1024
+
+
+class JsonHandler(tornado.web.RequestHandler):
+    registry: SessionRegistry
+
+    def initialize(self, registry: SessionRegistry) -> None:
+        self.registry = registry
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+    def prepare(self) -> None:
+        origin = self.request.headers.get("Origin")
+        if origin:
+            if not origin_allowed(origin, self.request.host, self.registry.settings.allowed_origins):
+                raise CodexForbiddenOrigin("This origin may not use the API.")
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Vary", "Origin")
+
+    def options(self, *args: Any) -> None:
+        self.set_header("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
+        self.set_header("Access-Control-Allow-Headers", "Content-Type")
+        self.set_header("Access-Control-Max-Age", "600")
+        self.set_status(204)
+
+    def send_json(self, body: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(body))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, CodexError):
+            body = exc.to_json()
+            if exc.retry_after is not None:
+                self.set_header("Retry-After", str(exc.retry_after))
+        elif isinstance(exc, tornado.web.HTTPError) and status_code < 500:
+            body = {"error": exc.log_message or self._reason, "code": _http_code(status_code)}
+        else:
+            body = {"error": "The server failed; the error was logged.", "code": "internal_error"}
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps(body))
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        if isinstance(e, CodexError):
+            # Expected, the client's doing: one log line, no traceback.
+            log.info("%s %s -> %d %s: %s", self.request.method, self.request.path,
+                     e.status, e.code, e.message)
+            if not self._finished:
+                self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
+            return
+        super()._handle_request_exception(e)
+
+    def json_body(self) -> dict[str, Any]:
+        ctype = self.request.headers.get("Content-Type", "")
+        if ctype.split(";")[0].strip().lower() != "application/json":
+            raise UnsupportedMediaType("The body must be JSON, sent as application/json.")
+        try:
+            body = json.loads(self.request.body or b"")
+        except (ValueError, UnicodeDecodeError):
+            raise MalformedJson("The body is not valid JSON.") from None
+        if not isinstance(body, dict):
+            raise BadRequest("The body must be a JSON object.")
+        return body
+
+
+class CodexForbiddenOrigin(CodexError):
+    status = 403
+    code = "origin_not_allowed"
+
+
+def _http_code(status: int) -> str:
+    return {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+            413: "payload_too_large"}.get(status, "http_error")
+
+
+def parse_execute(body: dict[str, Any]) -> tuple[str, str, str]:
+    """(code, language, stdin) from an execute request, or the error naming the field."""
+    code = body.get("code")
+    if not isinstance(code, str):
+        raise field_error("code", "a string")
+    language = body.get("language", "python")
+    if not isinstance(language, str):
+        raise field_error("language", "a string")
+    stdin = body.get("stdin", "")
+    if stdin is None:
+        stdin = ""
+    if not isinstance(stdin, str):
+        raise field_error("stdin", "a string")
+    return code, normalize_language(language), stdin
+
+
+@tornado.web.stream_request_body
+class ExecuteHandler(JsonHandler):
+    def prepare(self) -> None:
+        super().prepare()
+        s = self.registry.settings
+        self._limit = s.max_code_bytes + s.max_stdin_bytes + BODY_OVERHEAD
+        self._chunks: list[bytes] = []
+        self._size = 0
+        length = self.request.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) > self._limit:
+            raise self._too_large()
+        if self.request.connection is not None:
+            self.request.connection.set_max_body_size(self._limit + 1)
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"The request is larger than the limit ({self.registry.settings.max_code_bytes} "
+            "bytes of code).", field="code")
+
+    def data_received(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > self._limit:
+            raise self._too_large()
+        self._chunks.append(chunk)
+
+    async def post(self) -> None:
+        self.request.body = b"".join(self._chunks)
+        code, language, stdin = parse_execute(self.json_body())
+        session = await self.registry.create(code, language, stdin)
+        status = session.result["status"] if session.result else "running"
+        self.set_header("Location", f"/api/sessions/{session.id}")
+        self.send_json({"sessionId": session.id, "status": status}, 201)
+
+
+class SessionHandler(JsonHandler):
+    def get(self, session_id: str) -> None:
+        self.send_json(self.registry.get(session_id).describe())
+
+    def delete(self, session_id: str) -> None:
+        session = self.registry.get(session_id)
+        session.cancel()
+        self.send_json({"sessionId": session.id, "state": session.state}, 202)
+
+
+class HealthHandler(JsonHandler):
+    def get(self) -> None:
+        self.send_json({"status": "ok"})
+
+
+class ReadyHandler(JsonHandler):
+    async def get(self) -> None:
+        ready = await self.registry.runtime.readiness()
+        body = {
+            "ready": ready.ready,
+            "runtime": self.registry.runtime.name,
+            "detector": ready.detector,
+            "running": self.registry.running,
+        }
+        if not ready.ready:
+            body["reason"] = ready.reason
+            self.set_header("Retry-After", "5")
+        self.send_json(body, 200 if ready.ready else 503)
+
+
+class OpenAPIHandler(JsonHandler):
+    def get(self) -> None:
+        self.send_json(OPENAPI)
+
+
+class NotFoundHandler(JsonHandler):
+    def prepare(self) -> None:
+        raise NotFound(f"Nothing is at {self.request.path}.")
+
+
+def routes(registry: SessionRegistry) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:
+    args = {"registry": registry}
+    return [
+        (r"/api/execute", ExecuteHandler, args),
+        (r"/api/sessions/([A-Za-z0-9_\-]{1,64})", SessionHandler, args),
+        (r"/api/openapi\.json", OpenAPIHandler, args),
+        (r"/healthz", HealthHandler, args),
+        (r"/readyz", ReadyHandler, args),
+    ]

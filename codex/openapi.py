@@ -1,0 +1,196 @@
+"""The OpenAPI 3 description of the HTTP API, served at /api/openapi.json.
+
+tests/test_openapi.py checks it against the route table and the handlers' answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from codex.languages import LANGUAGES
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _json(description: str, ref: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
+    }
+
+
+_SESSION_ID = {
+    "name": "sessionId",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {
+        "title": "CodeX",
+        "version": "1",
+        "description": "Run Python in a hardened container and stream it live. "
+        "The live stream is Socket.IO (`/socket.io/`) or a terminal WebSocket "
+        "(`/ws/terminal/{sessionId}`): see docs/api.md.",
+    },
+    "paths": {
+        "/api/execute": {
+            "post": {
+                "summary": "Start an execution",
+                "operationId": "execute",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/ExecuteRequest"}
+                        }
+                    },
+                },
+                "responses": {
+                    "201": _json("The session; join it to follow the program.", "Created"),
+                    "400": _error("Malformed JSON, or a field missing or of the wrong type."),
+                    "403": _error("The request's Origin is not allowed."),
+                    "413": _error("The code or stdin is larger than the limit."),
+                    "415": _error("The body is not application/json."),
+                    "422": _error("The language is not supported."),
+                    "503": _error("No sandbox can run now (engine down or at capacity)."),
+                },
+            }
+        },
+        "/api/sessions/{sessionId}": {
+            "parameters": [_SESSION_ID],
+            "get": {
+                "summary": "A session's state and, once finished, its verdict",
+                "operationId": "getSession",
+                "responses": {
+                    "200": _json("The session.", "Session"),
+                    "404": _error("No session has that id."),
+                },
+            },
+            "delete": {
+                "summary": "Stop the program (verdict `cancelled`)",
+                "operationId": "cancelSession",
+                "responses": {
+                    "202": _json("Stopping.", "Cancelled"),
+                    "404": _error("No session has that id."),
+                },
+            },
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Liveness",
+                "operationId": "health",
+                "responses": {"200": _json("The process serves.", "Health")},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "Readiness: the engine answers and the sandbox image exists",
+                "operationId": "ready",
+                "responses": {
+                    "200": _json("Ready.", "Ready"),
+                    "503": _json("Not ready; `reason` says why.", "Ready"),
+                },
+            }
+        },
+        "/api/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "operationId": "openapi",
+                "responses": {"200": {"description": "OpenAPI 3 document."}},
+            }
+        },
+    },
+    "components": {
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error", "code"],
+                "properties": {
+                    "error": {"type": "string", "description": "A sentence for a person."},
+                    "code": {"type": "string", "description": "A machine-readable code."},
+                    "field": {"type": "string"},
+                },
+            },
+            "ExecuteRequest": {
+                "type": "object",
+                "required": ["code"],
+                "properties": {
+                    "code": {"type": "string"},
+                    "language": {"type": "string", "enum": sorted(LANGUAGES), "default": "python"},
+                    "stdin": {
+                        "type": "string",
+                        "description": "Text typed ahead, before the program starts reading.",
+                    },
+                },
+            },
+            "Created": {
+                "type": "object",
+                "required": ["sessionId", "status"],
+                "properties": {
+                    "sessionId": {"type": "string"},
+                    "status": {
+                        "type": "string",
+                        "description": "`running`, or `syntax_error` when the code did not compile.",
+                    },
+                },
+            },
+            "Result": {
+                "type": "object",
+                "nullable": True,
+                "properties": {
+                    "status": {
+                        "type": "string",
+                        "enum": [
+                            "ok", "syntax_error", "runtime_error", "timeout", "memory_limit",
+                            "output_limit", "cancelled", "internal_error",
+                        ],
+                    },
+                    "exitCode": {"type": "integer", "nullable": True},
+                    "signal": {"type": "string", "nullable": True},
+                    "durationMs": {"type": "integer"},
+                    "outputBytes": {"type": "integer"},
+                    "truncated": {"type": "boolean"},
+                },
+            },
+            "Session": {
+                "type": "object",
+                "required": ["sessionId", "state"],
+                "properties": {
+                    "sessionId": {"type": "string"},
+                    "language": {"type": "string"},
+                    "state": {"type": "string", "enum": ["starting", "running", "finished"]},
+                    "createdAt": {"type": "number"},
+                    "waitingForInput": {"type": "boolean"},
+                    "prompt": {"type": "string", "nullable": True},
+                    "detector": {"type": "string"},
+                    "outputBytes": {"type": "integer"},
+                    "result": {"$ref": "#/components/schemas/Result"},
+                },
+            },
+            "Cancelled": {
+                "type": "object",
+                "properties": {"sessionId": {"type": "string"}, "state": {"type": "string"}},
+            },
+            "Health": {"type": "object", "properties": {"status": {"type": "string"}}},
+            "Ready": {
+                "type": "object",
+                "required": ["ready"],
+                "properties": {
+                    "ready": {"type": "boolean"},
+                    "runtime": {"type": "string"},
+                    "detector": {"type": "string"},
+                    "running": {"type": "integer"},
+                    "reason": {"type": "string"},
+                },
+            },
+        }
+    },
+}

@@ -1,0 +1,356 @@
+"""Docker backend: one hardened, single-use container per execution.
+
+The container's own process is an idle ``sleep`` under Docker's init; the program runs
+in a TTY-allocated ``docker exec`` whose hijacked socket is read and written without
+blocking the IOLoop. Every blocking SDK call goes to a thread pool. An execution ends by
+removing its container with force, which kills whatever the program left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+from docker.types import LogConfig, Ulimit
+
+from codex.config import Settings
+from codex.errors import RuntimeUnavailable, SandboxError
+from codex.runtime.base import (
+    ExecSpec,
+    Execution,
+    ExitInfo,
+    Readiness,
+    ResultScanner,
+    Runtime,
+    exit_info_from_record,
+    new_nonce,
+    supervisor_command,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+LABEL_MANAGED = "org.codex.managed"
+LABEL_INSTANCE = "org.codex.instance"
+LABEL_SESSION = "org.codex.session"
+SANDBOX_USER = "1000:1000"
+SANDBOX_PYTHON = "python3"
+READ_SIZE = 65536
+
+
+class DockerRuntime(Runtime):
+    name = "docker"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.instance = uuid.uuid4().hex[:12]
+        self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="docker")
+        self._api: docker.APIClient | None = None
+        self._ready_cache: tuple[float, Readiness] | None = None
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def api(self) -> docker.APIClient:
+        if self._api is None:
+            kwargs: dict[str, Any] = {
+                "timeout": self.settings.docker_timeout,
+                "max_pool_size": 64,
+                "version": "auto",
+            }
+            if self.settings.docker_url:
+                kwargs["base_url"] = self.settings.docker_url
+            else:
+                kwargs.update(docker.utils.kwargs_from_env())
+                kwargs.setdefault("base_url", "unix:///var/run/docker.sock")
+            try:
+                self._api = docker.APIClient(**kwargs)
+            except docker.errors.DockerException as exc:
+                raise RuntimeUnavailable(f"No Docker engine answers: {exc}") from exc
+        return self._api
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+
+    # -- Runtime interface --------------------------------------------------------------
+
+    async def readiness(self) -> Readiness:
+        now = time.monotonic()
+        if self._ready_cache and now - self._ready_cache[0] < 2.0:
+            return self._ready_cache[1]
+        result = await self.call(self._probe)
+        self._ready_cache = (now, result)
+        return result
+
+    def _probe(self) -> Readiness:
+        try:
+            api = self.api()
+            api.ping()
+        except Exception as exc:  # any failure here means "not ready", said plainly
+            self._api = None
+            return Readiness(False, f"the Docker engine does not answer ({_short(exc)})")
+        try:
+            api.inspect_image(self.settings.sandbox_image)
+        except docker.errors.ImageNotFound:
+            return Readiness(
+                False,
+                f"the sandbox image {self.settings.sandbox_image} is missing "
+                "(build it with `make image`)",
+            )
+        except Exception as exc:
+            return Readiness(False, f"the Docker engine failed: {_short(exc)}")
+        from codex.input_detect import proc_detector_available
+
+        return Readiness(True, detector="proc" if proc_detector_available() else "heuristic")
+
+    async def startup(self) -> None:
+        try:
+            removed = await self.call(self.sweep)
+        except Exception as exc:
+            log.warning("could not sweep old containers: %s", _short(exc))
+            return
+        if removed:
+            log.info("removed %d container(s) left by a previous run", removed)
+
+    def sweep(self, instance: str | None = None) -> int:
+        """Remove our containers: all of them, or one instance's."""
+        label = f"{LABEL_INSTANCE}={instance}" if instance else LABEL_MANAGED
+        api = self.api()
+        found = api.containers(all=True, filters={"label": label}, quiet=True)
+        for c in found:
+            _remove_quietly(api, c["Id"])
+        return len(found)
+
+    async def shutdown(self) -> None:
+        try:
+            await self.call(self.sweep, self.instance)
+        except Exception as exc:
+            log.warning("could not remove containers at shutdown: %s", _short(exc))
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def start(self, spec: ExecSpec) -> Execution:
+        nonce = new_nonce()
+        try:
+            container_id, exec_id, stream = await self.call(self._start_blocking, spec, nonce)
+        except docker.errors.ImageNotFound as exc:
+            raise RuntimeUnavailable(
+                f"The sandbox image {self.settings.sandbox_image} is missing; build it "
+                "with `make image`."
+            ) from exc
+        except (docker.errors.DockerException, OSError) as exc:
+            self._ready_cache = None
+            raise SandboxError(f"The Docker engine could not start the sandbox: {_short(exc)}") from exc
+        return DockerExecution(self, container_id, exec_id, stream, nonce)
+
+    def _container_config(self, spec: ExecSpec) -> dict[str, Any]:
+        s = self.settings
+        api = self.api()
+        memory = f"{s.memory_limit_mb}m"
+        host_config = api.create_host_config(
+            network_mode="none",
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            read_only=True,
+            tmpfs={"/tmp": f"rw,nosuid,nodev,size={s.tmpfs_size_mb}m,nr_inodes=4096,mode=1777"},
+            mem_limit=memory,
+            memswap_limit=memory,
+            pids_limit=s.pids_limit,
+            nano_cpus=int(s.cpus * 1e9),
+            init=True,
+            log_config=LogConfig(type="none"),
+            ulimits=[
+                Ulimit(name="core", soft=0, hard=0),
+                Ulimit(name="nofile", soft=256, hard=256),
+                Ulimit(name="fsize", soft=s.tmpfs_size_mb << 20, hard=s.tmpfs_size_mb << 20),
+            ],
+            ipc_mode="private",
+        )
+        return {
+            "image": s.sandbox_image,
+            "command": ["sleep", "infinity"],
+            "user": SANDBOX_USER,
+            "hostname": "sandbox",
+            "working_dir": "/tmp",
+            "environment": {"HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"},
+            "labels": {
+                LABEL_MANAGED: "1",
+                LABEL_INSTANCE: self.instance,
+                LABEL_SESSION: spec.session_id,
+            },
+            "network_disabled": True,
+            "use_config_proxy": False,
+            "host_config": host_config,
+        }
+
+    def _start_blocking(self, spec: ExecSpec, nonce: str) -> tuple[str, str, Any]:
+        api = self.api()
+        container_id = api.create_container(**self._container_config(spec))["Id"]
+        try:
+            api.start(container_id)
+            exec_id = api.exec_create(
+                container_id,
+                supervisor_command(SANDBOX_PYTHON, spec.code),
+                stdin=True,
+                tty=True,
+                environment={
+                    "CODEX_NONCE": nonce,
+                    "CODEX_ROWS": str(spec.rows),
+                    "CODEX_COLS": str(spec.cols),
+                    "CODEX_HARDEN": "1",
+                    "TERM": "xterm-256color",
+                },
+                workdir="/tmp",
+            )["Id"]
+            # The hijacked stream; it holds the HTTP response, whose finalizer would
+            # close the socket, so the execution keeps it alive.
+            raw = api.exec_start(exec_id, tty=True, socket=True)
+            if not isinstance(getattr(raw, "_sock", raw), socket.socket):
+                raise SandboxError("the Docker engine's exec stream is not a socket")
+            return container_id, exec_id, raw
+        except BaseException:
+            _remove_quietly(api, container_id)
+            raise
+
+
+class DockerExecution(Execution):
+    def __init__(
+        self,
+        runtime: DockerRuntime,
+        container_id: str,
+        exec_id: str,
+        stream: Any,
+        nonce: str,
+    ) -> None:
+        self.runtime = runtime
+        self.container_id = container_id
+        self.exec_id = exec_id
+        self._stream = stream
+        self.sock: socket.socket = getattr(stream, "_sock", stream)
+        self.sock.setblocking(False)
+        self.scanner = ResultScanner(nonce)
+        self._pid: int | None = None
+        self._killed = False
+        self._closed = False
+        self._pid_task = asyncio.ensure_future(self._find_pid())
+
+    def root_pid(self) -> int | None:
+        return self._pid
+
+    async def _find_pid(self) -> None:
+        # exec_inspect reports Pid 0 until the process exists; it shows up within ms.
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and not self._closed:
+            try:
+                info = await self.runtime.call(self.runtime.api().exec_inspect, self.exec_id)
+            except Exception:
+                return
+            pid = info.get("Pid") or 0
+            if pid > 0:
+                self._pid = int(pid)
+                return
+            if not info.get("Running", True) and info.get("ExitCode") is not None:
+                return
+            await asyncio.sleep(0.005)
+
+    async def output(self) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        while not self.scanner.done:
+            try:
+                data = await loop.sock_recv(self.sock, READ_SIZE)
+            except (ConnectionError, OSError):
+                data = b""
+            if not data:
+                tail = self.scanner.flush()
+                if tail:
+                    yield tail
+                return
+            passed = self.scanner.feed(data)
+            if passed:
+                yield passed
+
+    async def write(self, data: bytes) -> None:
+        if self._closed or self.scanner.done:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.sock_sendall(self.sock, data)
+        except OSError:
+            pass  # the program is gone; its end is reported by output()/wait()
+
+    async def resize(self, rows: int, cols: int) -> None:
+        if self._closed or self.scanner.done:
+            return
+        try:
+            await self.runtime.call(
+                self.runtime.api().exec_resize, self.exec_id, height=rows, width=cols
+            )
+        except Exception as exc:
+            log.debug("resize failed: %s", _short(exc))
+
+    async def wait(self) -> ExitInfo:
+        api = self.runtime.api()
+        if self.scanner.result is not None:
+            info = exit_info_from_record(self.scanner.result)
+            if info.signal != "SIGKILL":
+                return info
+        else:
+            info = ExitInfo(detail="the sandbox ended without a result")
+            try:
+                state = await self.runtime.call(api.exec_inspect, self.exec_id)
+                code = state.get("ExitCode")
+                info.exit_code = code if isinstance(code, int) else None
+            except Exception as exc:
+                info.detail = f"the Docker engine failed: {_short(exc)}"
+        try:
+            inspected = await self.runtime.call(api.inspect_container, self.container_id)
+            info.oom_killed = bool(inspected.get("State", {}).get("OOMKilled"))
+        except Exception:
+            pass
+        return info
+
+    async def kill(self) -> None:
+        if self._killed or self._closed:
+            return
+        self._killed = True
+        try:
+            await self.runtime.call(self.runtime.api().kill, self.container_id)
+        except Exception as exc:
+            log.debug("kill %s: %s", self.container_id[:12], _short(exc))
+        self._close_socket()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._pid_task.cancel()
+        self._close_socket()
+        await self.runtime.call(_remove_quietly, self.runtime.api(), self.container_id)
+
+    def _close_socket(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _remove_quietly(api: docker.APIClient, container_id: str) -> None:
+    try:
+        api.remove_container(container_id, force=True, v=True)
+    except docker.errors.NotFound:
+        pass
+    except Exception as exc:
+        log.warning("could not remove container %s: %s", container_id[:12], _short(exc))
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) < 300 else text[:300] + "..."

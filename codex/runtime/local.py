@@ -1,0 +1,163 @@
+"""Local backend: the program runs on this machine under a pty (ptyprocess).
+
+UNSANDBOXED. It exists for development and fast unit tests, with the same interface and
+the same supervisor as the Docker backend; the server refuses to expose it on a
+non-loopback address unless told to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+
+from ptyprocess import PtyProcess
+
+from codex.config import Settings
+from codex.errors import SandboxError
+from codex.runtime.base import (
+    ExecSpec,
+    Execution,
+    ExitInfo,
+    Readiness,
+    ResultScanner,
+    Runtime,
+    exit_info_from_record,
+    new_nonce,
+    supervisor_command,
+)
+
+READ_SIZE = 65536
+# Variables a program may see; the server's own environment (its secrets) stays out.
+PASSED_ENV = ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV")
+
+
+class LocalRuntime(Runtime):
+    name = "local"
+
+    def __init__(self, settings: Settings, python: str | None = None) -> None:
+        self.settings = settings
+        self.python = python or sys.executable
+
+    async def readiness(self) -> Readiness:
+        from codex.input_detect import proc_detector_available
+
+        return Readiness(True, detector="proc" if proc_detector_available() else "heuristic")
+
+    async def start(self, spec: ExecSpec) -> Execution:
+        nonce = new_nonce()
+        workdir = tempfile.mkdtemp(prefix="codex-local-")
+        env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+        env.update(
+            HOME=workdir,
+            TERM="xterm-256color",
+            PYTHONIOENCODING="utf-8",
+            CODEX_NONCE=nonce,
+            CODEX_ROWS=str(spec.rows),
+            CODEX_COLS=str(spec.cols),
+        )
+        env.setdefault("LANG", "C.UTF-8")
+        try:
+            proc = PtyProcess.spawn(
+                supervisor_command(self.python, spec.code),
+                cwd=workdir,
+                env=env,
+                dimensions=(spec.rows, spec.cols),
+            )
+        except OSError as exc:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise SandboxError(f"Could not start the program: {exc}") from exc
+        return LocalExecution(proc, nonce, workdir)
+
+
+class LocalExecution(Execution):
+    def __init__(self, proc: PtyProcess, nonce: str, workdir: str) -> None:
+        self.proc = proc
+        self.scanner = ResultScanner(nonce)
+        self.workdir = workdir
+        self._closed = False
+        os.set_blocking(proc.fd, False)
+
+    def root_pid(self) -> int | None:
+        return int(self.proc.pid)
+
+    async def output(self) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        fd = self.proc.fd
+        while not self.scanner.done and not self._closed:
+            try:
+                data = os.read(fd, READ_SIZE)
+            except BlockingIOError:
+                ready = loop.create_future()
+                loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+                try:
+                    await ready
+                finally:
+                    loop.remove_reader(fd)
+                continue
+            except OSError:  # EIO: every holder of the terminal's slave side is gone
+                data = b""
+            if not data:
+                tail = self.scanner.flush()
+                if tail:
+                    yield tail
+                return
+            passed = self.scanner.feed(data)
+            if passed:
+                yield passed
+
+    async def write(self, data: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        view = memoryview(data)
+        while view and not self._closed and not self.scanner.done:
+            try:
+                n = os.write(self.proc.fd, view)
+                view = view[n:]
+            except BlockingIOError:
+                ready = loop.create_future()
+                loop.add_writer(self.proc.fd, lambda: ready.done() or ready.set_result(None))
+                try:
+                    await ready
+                finally:
+                    loop.remove_writer(self.proc.fd)
+            except OSError:
+                return
+
+    async def resize(self, rows: int, cols: int) -> None:
+        if not self._closed:
+            try:
+                self.proc.setwinsize(rows, cols)
+            except OSError:
+                pass
+
+    async def wait(self) -> ExitInfo:
+        if self.scanner.result is not None:
+            return exit_info_from_record(self.scanner.result)
+        await self.kill()
+        return ExitInfo(detail="the program ended without a result")
+
+    async def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        await self.kill()
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        # Reaping can block for a moment; keep it off the IOLoop.
+        await loop.run_in_executor(None, self._reap)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _reap(self) -> None:
+        try:
+            self.proc.close(force=True)
+        except Exception:
+            pass

@@ -1,0 +1,7 @@
+"""Code that runs inside the sandbox. It is shipped as source text in the exec command
+(``python3 -c``), so the sandbox image needs nothing of ours and never goes stale."""
+
+from importlib.resources import files
+
+SUPERVISOR_SOURCE = files(__package__).joinpath("supervisor.py").read_text("utf-8")
+CHILD_SOURCE = files(__package__).joinpath("child.py").read_text("utf-8")

@@ -1,0 +1,69 @@
+# Runs the user's program as __main__ in a fresh interpreter:
+#   python3 -I -c <this source> <result fd> <user code>
+# An uncaught exception prints its traceback as Python would, and its type, message
+# and line go to the supervisor through the result pipe: facts from the interpreter,
+# not text parsed from the program's output.
+import json
+import os
+import sys
+import types
+
+
+def _run() -> None:
+    fd = int(sys.argv[1])
+    source = sys.argv[2]
+    os.set_inheritable(fd, False)
+    filename = "main.py"
+    sys.argv = [filename]
+    del sys.path[0]  # '' from -c: the working directory is the user's, not a module root
+    import linecache
+
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    module = types.ModuleType("__main__")
+    module.__dict__["__file__"] = filename
+    module.__dict__["__builtins__"] = __builtins__
+    sys.modules["__main__"] = module
+    try:
+        code = compile(source, filename, "exec")
+        exec(code, module.__dict__)
+    except SystemExit:
+        raise
+    except BaseException as exc:  # the program's own error, reported like Python does
+        _report(fd, exc, filename)
+        os._exit(1)
+
+
+def _report(fd: int, exc: BaseException, filename: str) -> None:
+    import traceback
+
+    try:
+        sys.stdout.flush()
+    except Exception:
+        pass
+    tb = exc.__traceback__
+    tb = tb.tb_next if tb is not None else None  # hide this runner's own frame
+    line = None
+    walk = tb
+    while walk is not None:
+        if walk.tb_frame.f_code.co_filename == filename:
+            line = walk.tb_lineno
+        walk = walk.tb_next
+    if isinstance(exc, SyntaxError) and exc.filename == filename:
+        line = exc.lineno
+    try:
+        traceback.print_exception(type(exc), exc, tb)
+        sys.stderr.flush()
+    except Exception:
+        pass
+    try:
+        message = str(exc)
+    except Exception:
+        message = ""
+    record = {"type": type(exc).__name__, "message": message[:2000], "line": line}
+    try:
+        os.write(fd, json.dumps(record).encode())
+    except OSError:
+        pass
+
+
+_run()

@@ -1,0 +1,484 @@
+"""Sessions: one execution each, its state machine, its output pipeline and its clients.
+
+Bytes from the runtime are decoded incrementally, coalesced into frames and appended to
+the session's :class:`~codex.eventlog.EventLog`; transports read that log. A session
+does not know which transports watch it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+from codex.config import Settings
+from codex.errors import (
+    CodexError,
+    NoCapacity,
+    PayloadTooLarge,
+    RuntimeUnavailable,
+    SessionFinished,
+    SessionNotFound,
+)
+from codex.eventlog import COMPLETE, ERROR, INPUT_REQUIRED, OUTPUT, Entry, EventLog
+from codex.input_detect import Block, ProcDetector
+from codex.languages import SyntaxProblem, check_syntax
+from codex.runtime.base import ExecSpec, Execution, ExitInfo, Runtime
+from codex.terminal import prompt_from_tail
+
+log = logging.getLogger(__name__)
+
+FRAME_CHARS = 16 * 1024  # largest `output` message
+FLUSH_DELAY = 0.02  # output waits at most this long to be coalesced with more
+TAIL_CHARS = 4096  # output kept for the prompt line
+
+STARTING, RUNNING, FINISHED = "starting", "running", "finished"
+
+OK = "ok"
+SYNTAX_ERROR = "syntax_error"
+RUNTIME_ERROR = "runtime_error"
+TIMEOUT = "timeout"
+MEMORY_LIMIT = "memory_limit"
+OUTPUT_LIMIT = "output_limit"
+CANCELLED = "cancelled"
+INTERNAL_ERROR = "internal_error"
+
+
+def new_session_id() -> str:
+    return secrets.token_urlsafe(24)  # 192 random bits: knowing the id is the key
+
+
+class Session:
+    def __init__(
+        self,
+        settings: Settings,
+        runtime: Runtime,
+        code: str,
+        language: str,
+        stdin: str = "",
+        on_finish: Callable[[Session], None] | None = None,
+    ) -> None:
+        self.id = new_session_id()
+        self.settings = settings
+        self.runtime = runtime
+        self.code = code
+        self.language = language
+        self.state = STARTING
+        self.created_at = time.time()
+        self.rows, self.cols = settings.term_rows, settings.term_cols
+        self.log = EventLog(max_chars=2 * settings.output_limit_bytes + 65536)
+        self.result: dict[str, Any] | None = None
+        self.waiting: Entry | None = None
+        self.detector_name = "none"
+        self.output_bytes = 0
+        self.truncated = False
+        self.finished_at: float | None = None
+        self._on_finish = on_finish
+        self._stdin = stdin
+        self._execution: Execution | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._kill_reason: str | None = None
+        self._started_mono: float | None = None
+        self._ended_mono: float | None = None
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._pending: list[tuple[str, bool]] = []
+        self._pending_chars = 0
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._last_flush = 0.0
+        self._expect_echo = ""
+        self._tail = ""
+        self._last_output = 0.0
+        self._queued_input: list[bytes] = []
+        self._fired: Block | None = None
+        self._timers: list[asyncio.TimerHandle] = []
+        # Each message is written whole and in arrival order.
+        self._write_lock = asyncio.Lock()
+
+    # -- public API ---------------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        return self.state == FINISHED
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    def finish_without_running(self, problem: SyntaxProblem) -> None:
+        """A program that does not compile never costs a container."""
+        self.log.append(
+            ERROR,
+            payload={
+                "error": problem.message,
+                "code": SYNTAX_ERROR,
+                "line": problem.line,
+                "offset": problem.offset,
+            },
+        )
+        self._complete(SYNTAX_ERROR, exit_code=None)
+
+    async def send_input(self, text: str, *, hide_echo: bool = True) -> None:
+        """A line of input (the seed's `input` event): the text plus a newline."""
+        if hide_echo:
+            self._expect_echo += text.replace("\n", "\r\n") + "\r\n"
+        await self.write(text.encode("utf-8") + b"\n")
+
+    async def write(self, data: bytes) -> None:
+        """Raw bytes to the program's terminal, as typed."""
+        if self.finished:
+            raise SessionFinished("The program has already finished.")
+        if b"\n" in data or b"\r" in data or b"\x04" in data:
+            # A completed line satisfies a canonical-mode read: the wait is over.
+            self.waiting = None
+        if self._execution is None:
+            self._queued_input.append(data)
+            return
+        async with self._write_lock:
+            await self._execution.write(data)
+
+    async def resize(self, rows: int, cols: int) -> None:
+        self.rows, self.cols = rows, cols
+        if self._execution is not None and not self.finished:
+            await self._execution.resize(rows, cols)
+
+    def cancel(self) -> None:
+        self._stop(CANCELLED)
+
+    async def wait(self) -> None:
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "sessionId": self.id,
+            "language": self.language,
+            "state": self.state,
+            "createdAt": self.created_at,
+            "waitingForInput": self.waiting is not None,
+            "prompt": self.waiting.payload.get("prompt") if self.waiting else None,
+            "detector": self.detector_name,
+            "outputBytes": self.output_bytes,
+            "result": self.result,
+        }
+
+    # -- the run ------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        spec = ExecSpec(code=self.code, rows=self.rows, cols=self.cols, session_id=self.id)
+        info = ExitInfo()
+        try:
+            try:
+                self._execution = await self.runtime.start(spec)
+            except CodexError as exc:
+                log.warning("session %s could not start: %s", self.id[:8], exc.message)
+                self._complete(INTERNAL_ERROR, exit_code=None, message=exc.message)
+                return
+            self._started_mono = time.monotonic()
+            self.state = RUNNING
+            if self._kill_reason is not None:  # cancelled while the container started
+                await self._execution.kill()
+            else:
+                self._arm_limits()
+            await self._deliver_queued_input()
+            detector = asyncio.ensure_future(self._watch_input())
+            try:
+                async for chunk in self._execution.output():
+                    self._on_bytes(chunk)
+            finally:
+                self._ended_mono = time.monotonic()
+                detector.cancel()
+            self._on_bytes(b"", final=True)
+            info = await self._execution.wait()
+            self._complete_from(info)
+        except asyncio.CancelledError:
+            self._ended_mono = self._ended_mono or time.monotonic()
+            if not self.finished:
+                self._complete(CANCELLED, exit_code=None)
+            raise
+        except Exception:
+            log.exception("session %s failed", self.id[:8])
+            if not self.finished:
+                self._complete(INTERNAL_ERROR, exit_code=None, message="The server failed.")
+        finally:
+            for timer in self._timers:
+                timer.cancel()
+            if self._execution is not None:
+                try:
+                    await self._execution.close()
+                except Exception:
+                    log.exception("session %s: cleanup failed", self.id[:8])
+
+    async def _deliver_queued_input(self) -> None:
+        assert self._execution is not None
+        if self._stdin:
+            self._expect_echo += self._stdin.replace("\n", "\r\n")
+            self._queued_input.insert(0, self._stdin.encode("utf-8"))
+        queued, self._queued_input = self._queued_input, []
+        for data in queued:
+            await self._execution.write(data)
+
+    def _arm_limits(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._timers.append(loop.call_later(self.settings.time_limit, self._stop, TIMEOUT))
+
+    def _stop(self, reason: str) -> None:
+        if self.finished or self._kill_reason is not None:
+            return
+        self._kill_reason = reason
+        # Still starting: the run kills the container as soon as it exists.
+        if self._execution is not None:
+            asyncio.ensure_future(self._execution.kill())
+
+    # -- output pipeline ----------------------------------------------------------------
+
+    def _on_bytes(self, chunk: bytes, *, final: bool = False) -> None:
+        if self.truncated:
+            return  # past the budget nothing more is forwarded
+        room = self.settings.output_limit_bytes - self.output_bytes
+        over = len(chunk) > room
+        if over:
+            chunk = chunk[:room]
+        self.output_bytes += len(chunk)
+        text = self._decoder.decode(chunk, final=final or over)
+        if over:
+            self.truncated = True
+            self._stop(OUTPUT_LIMIT)
+            text += (
+                f"\r\n[output limit of {self.settings.output_limit_bytes} bytes reached: "
+                "program stopped]\r\n"
+            )
+        if text:
+            self._add_text(text)
+        if final or over:
+            self._flush()
+
+    def _add_text(self, text: str) -> None:
+        now = time.monotonic()
+        self._last_output = now
+        self._tail = (self._tail + text)[-TAIL_CHARS:]
+        if self._expect_echo:
+            matched = 0
+            limit = min(len(text), len(self._expect_echo))
+            while matched < limit and text[matched] == self._expect_echo[matched]:
+                matched += 1
+            if matched:
+                self._queue(text[:matched], echo=True)
+                text = text[matched:]
+            # A mismatch means the terminal is not echoing (echo off, raw mode) or the
+            # program printed first: stop expecting rather than hide its output.
+            self._expect_echo = self._expect_echo[matched:] if not text else ""
+        if text:
+            self._queue(text, echo=False)
+        if self._pending_chars >= FRAME_CHARS:
+            self._flush()
+        elif self._flush_handle is None:
+            # Leading edge: a frame after a quiet spell goes at once (first output fast);
+            # during a burst, frames go at most every FLUSH_DELAY.
+            delay = self._last_flush + FLUSH_DELAY - now
+            if delay <= 0:
+                self._flush()
+            else:
+                self._flush_handle = asyncio.get_running_loop().call_later(delay, self._flush)
+
+    def _queue(self, text: str, *, echo: bool) -> None:
+        if self._pending and self._pending[-1][1] == echo:
+            self._pending[-1] = (self._pending[-1][0] + text, echo)
+        else:
+            self._pending.append((text, echo))
+        self._pending_chars += len(text)
+
+    def _flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._last_flush = time.monotonic()
+        pending, self._pending, self._pending_chars = self._pending, [], 0
+        for text, echo in pending:
+            for at in range(0, len(text), FRAME_CHARS):
+                self.log.append(OUTPUT, text[at : at + FRAME_CHARS], echo=echo)
+
+    # -- input detection ----------------------------------------------------------------
+
+    async def _watch_input(self) -> None:
+        assert self._execution is not None
+        interval = self.settings.detector_interval_ms / 1000
+        detector: ProcDetector | None = None
+        for _ in range(400):  # the host PID is known within ms of the start
+            pid = self._execution.root_pid()
+            if pid is not None:
+                candidate = ProcDetector(pid)
+                if candidate.usable:
+                    detector = candidate
+                break
+            await asyncio.sleep(0.005)
+        if detector is None:
+            self.detector_name = "none"
+            log.info("session %s: the program's processes are not visible", self.id[:8])
+            return
+        self.detector_name = detector.name
+        while True:
+            await asyncio.sleep(interval)
+            block = detector.poll()
+            if block is None:
+                self.waiting = None
+                continue
+            if self.waiting is not None or self._same_wait(block):
+                continue
+            # Bytes the program wrote before it blocked may still be on their way from
+            # the engine: let the output task take them, then check again.
+            await asyncio.sleep(0.004)
+            if detector.poll() != block:
+                continue
+            self._fire_input_required(block)
+
+    def _same_wait(self, block: Block) -> bool:
+        return self._fired is not None and self._fired == block
+
+    def _fire_input_required(self, block: Block) -> None:
+        self._flush()
+        self._fired = block
+        self.waiting = self.log.append(
+            INPUT_REQUIRED,
+            payload={
+                "sessionId": self.id,
+                "prompt": prompt_from_tail(self._tail),
+                "detector": self.detector_name,
+            },
+        )
+
+    # -- the end ------------------------------------------------------------------------
+
+    def _complete_from(self, info: ExitInfo) -> None:
+        natural = info.reported and not (self._kill_reason and info.signal == "SIGKILL")
+        if natural and info.signal == "SIGKILL" and info.oom_killed:
+            status = MEMORY_LIMIT
+        elif natural:
+            status = OK if info.exit_code == 0 and not info.error else RUNTIME_ERROR
+        elif self._kill_reason is not None:
+            status = self._kill_reason
+        elif info.oom_killed:
+            status = MEMORY_LIMIT
+        else:
+            status = INTERNAL_ERROR
+        message = None
+        line = None
+        if status == RUNTIME_ERROR:
+            if info.error:
+                kind = str(info.error.get("type", "Error"))
+                text = str(info.error.get("message", ""))
+                message = f"{kind}: {text}" if text else kind
+                raw_line = info.error.get("line")
+                line = raw_line if isinstance(raw_line, int) else None
+            elif info.signal:
+                message = f"The program was killed by {info.signal}."
+            else:
+                message = f"The program exited with code {info.exit_code}."
+        elif status == TIMEOUT:
+            message = f"Time limit exceeded: the program ran for {self.settings.time_limit:g} s."
+        elif status == MEMORY_LIMIT:
+            message = f"Memory limit exceeded: {self.settings.memory_limit_mb} MiB."
+        elif status == OUTPUT_LIMIT:
+            message = (
+                f"Output limit exceeded: {self.settings.output_limit_bytes} bytes."
+            )
+        elif status == INTERNAL_ERROR:
+            message = info.detail or "The sandbox failed."
+        self._complete(status, exit_code=info.exit_code, message=message, line=line,
+                       signal=info.signal)
+
+    def _complete(
+        self,
+        status: str,
+        *,
+        exit_code: int | None,
+        message: str | None = None,
+        line: int | None = None,
+        signal: str | None = None,
+    ) -> None:
+        if self.finished:
+            return
+        self._flush()
+        self.waiting = None
+        self.state = FINISHED
+        self.finished_at = time.time()
+        if message and status != CANCELLED:
+            payload: dict[str, Any] = {"error": message, "code": status, "sessionId": self.id}
+            if line is not None:
+                payload["line"] = line
+            self.log.append(ERROR, payload=payload)
+        duration = 0
+        if self._started_mono is not None:
+            end = self._ended_mono or time.monotonic()
+            duration = round((end - self._started_mono) * 1000)
+        self.result = {
+            "sessionId": self.id,
+            "status": status,
+            "exitCode": exit_code,
+            "signal": signal,
+            "durationMs": duration,
+            "outputBytes": self.output_bytes,
+            "truncated": self.truncated,
+        }
+        self.log.append(COMPLETE, payload=dict(self.result))
+        log.info("session %s finished: %s", self.id[:8], status)
+        if self._on_finish is not None:
+            self._on_finish(self)
+
+
+class SessionRegistry:
+    """Creates sessions, finds them by id, caps how many run, forgets finished ones."""
+
+    def __init__(self, settings: Settings, runtime: Runtime) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self._sessions: dict[str, Session] = {}
+        self._expiry: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> int:
+        return sum(1 for s in self._sessions.values() if not s.finished)
+
+    def get(self, session_id: object) -> Session:
+        session = self._sessions.get(session_id) if isinstance(session_id, str) else None
+        if session is None:
+            raise SessionNotFound("No session has that id (it may have expired).")
+        return session
+
+    async def create(self, code: str, language: str, stdin: str = "") -> Session:
+        s = self.settings
+        if len(code.encode("utf-8")) > s.max_code_bytes:
+            raise PayloadTooLarge(
+                f"The code is larger than the limit of {s.max_code_bytes} bytes.", field="code"
+            )
+        if len(stdin.encode("utf-8")) > s.max_stdin_bytes:
+            raise PayloadTooLarge(
+                f"The stdin text is larger than the limit of {s.max_stdin_bytes} bytes.",
+                field="stdin",
+            )
+        problem = check_syntax(code, language)
+        session = Session(s, self.runtime, code, language, stdin, on_finish=self._finished)
+        if problem is not None:
+            session.finish_without_running(problem)
+            self._sessions[session.id] = session
+            return session
+        if self.running >= s.max_sessions:
+            raise NoCapacity("Too many programs are running; try again shortly.")
+        ready = await self.runtime.readiness()
+        if not ready.ready:
+            raise RuntimeUnavailable(f"Programs cannot run now: {ready.reason}.")
+        self._sessions[session.id] = session
+        session.start()
+        return session
+
+    def _finished(self, session: Session) -> None:
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.settings.session_ttl, self._sessions.pop, session.id, None)
+
+    async def shutdown(self) -> None:
+        running = [s for s in self._sessions.values() if not s.finished]
+        for session in running:
+            session.cancel()
+        await asyncio.gather(*(s.wait() for s in running), return_exceptions=True)

@@ -1,0 +1,209 @@
+"""The existing frontend's event API on python-socketio (tornado mode, path /socket.io/).
+
+client -> server: join {sessionId}, input {input, sessionId?}, execute {code, language},
+                  resize {rows, cols, sessionId?}, interrupt {sessionId?}, eof {sessionId?}
+server -> client: output {output, sessionId}, input_required {sessionId, prompt, ...},
+                  execution_complete {sessionId, status, exitCode, durationMs, ...},
+                  error {error, code, sessionId?}, session {sessionId}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import socketio
+
+from codex.errors import BadRequest, CodexError, PayloadTooLarge, field_error
+from codex.eventlog import OUTPUT, Entry
+from codex.http_api import parse_execute
+from codex.origins import origin_allowed
+from codex.sessions import FRAME_CHARS, Session, SessionRegistry
+from codex.transport.follow import follow, merge_output
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[["SocketIOTransport", str, Any], Awaitable[Any]]
+
+
+@dataclass
+class Client:
+    following: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    current: str | None = None
+
+
+def _event(fn: Handler) -> Handler:
+    """Errors become an `error` event (and the acknowledgement); they never escape."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: SocketIOTransport, sid: str, data: Any = None) -> Any:
+        try:
+            return await fn(self, sid, data)
+        except CodexError as exc:
+            log.info("socket.io %s from %s: %s %s", fn.__name__, sid, exc.code, exc.message)
+            body = exc.to_json()
+            session_id = data.get("sessionId") if isinstance(data, dict) else None
+            if isinstance(session_id, str) and "sessionId" not in body:
+                body["sessionId"] = session_id
+            await self.sio.emit("error", body, to=sid)
+            return body
+        except Exception:
+            log.exception("socket.io %s failed", fn.__name__)
+            body = {"error": "The server failed; the error was logged.", "code": "internal_error"}
+            await self.sio.emit("error", body, to=sid)
+            return body
+
+    return wrapper
+
+
+class SocketIOTransport:
+    def __init__(self, registry: SessionRegistry) -> None:
+        self.registry = registry
+        settings = registry.settings
+        max_message = settings.max_code_bytes + settings.max_stdin_bytes + 16 * 1024
+        self.sio = socketio.AsyncServer(
+            async_mode="tornado",
+            cors_allowed_origins=self._origin_ok,
+            max_http_buffer_size=max_message,
+            logger=False,
+            engineio_logger=False,
+        )
+        self.clients: dict[str, Client] = {}
+        self.sio.on("connect", self.connect)
+        self.sio.on("disconnect", self.disconnect)
+        for name in ("join", "input", "execute", "resize", "interrupt", "eof", "leave"):
+            self.sio.on(name, functools.partial(getattr(type(self), "on_" + name), self))
+
+    def handler(self) -> Any:
+        return socketio.get_tornado_handler(self.sio)
+
+    def _origin_ok(self, origin: str | None, environ: dict[str, Any]) -> bool:
+        return origin_allowed(origin, environ.get("HTTP_HOST"), self.registry.settings.allowed_origins)
+
+    async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        self.clients[sid] = Client()
+
+    async def disconnect(self, sid: str, *args: Any) -> None:
+        client = self.clients.pop(sid, None)
+        if client is not None:
+            for task in client.following.values():
+                task.cancel()
+
+    # -- events ---------------------------------------------------------------------------
+
+    @_event
+    async def on_join(self, sid: str, data: Any) -> dict[str, Any]:
+        session = self.registry.get(_session_id(data, None))
+        self._follow(sid, session)
+        return {"sessionId": session.id, "state": session.state}
+
+    @_event
+    async def on_leave(self, sid: str, data: Any) -> dict[str, Any]:
+        client = self._client(sid)
+        session_id = _session_id(data, client.current)
+        task = client.following.pop(session_id, None)
+        if task is not None:
+            task.cancel()
+        if client.current == session_id:
+            client.current = None
+        return {"sessionId": session_id}
+
+    @_event
+    async def on_input(self, sid: str, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict) or not isinstance(data.get("input"), str):
+            raise field_error("input", "a string")
+        text: str = data["input"]
+        if len(text.encode("utf-8")) > self.registry.settings.max_input_bytes:
+            raise PayloadTooLarge(
+                f"An input may be at most {self.registry.settings.max_input_bytes} bytes.",
+                field="input",
+            )
+        session = self._target(sid, data)
+        await session.send_input(text)
+        return {"sessionId": session.id}
+
+    @_event
+    async def on_execute(self, sid: str, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise BadRequest("`execute` takes an object {code, language}.")
+        code, language, stdin = parse_execute(data)
+        session = await self.registry.create(code, language, stdin)
+        await self.sio.emit("session", {"sessionId": session.id}, to=sid)
+        self._follow(sid, session)
+        return {"sessionId": session.id}
+
+    @_event
+    async def on_resize(self, sid: str, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise BadRequest("`resize` takes an object {rows, cols}.")
+        rows, cols = data.get("rows"), data.get("cols")
+        for name, value in (("rows", rows), ("cols", cols)):
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1000:
+                raise field_error(name, "an integer from 1 to 1000")
+        session = self._target(sid, data)
+        await session.resize(rows, cols)
+        return {"sessionId": session.id}
+
+    @_event
+    async def on_interrupt(self, sid: str, data: Any) -> dict[str, Any]:
+        session = self._target(sid, data)
+        await session.write(b"\x03")
+        return {"sessionId": session.id}
+
+    @_event
+    async def on_eof(self, sid: str, data: Any) -> dict[str, Any]:
+        session = self._target(sid, data)
+        await session.write(b"\x04")
+        return {"sessionId": session.id}
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _client(self, sid: str) -> Client:
+        return self.clients.setdefault(sid, Client())
+
+    def _target(self, sid: str, data: Any) -> Session:
+        client = self._client(sid)
+        return self.registry.get(_session_id(data, client.current))
+
+    def _follow(self, sid: str, session: Session) -> None:
+        client = self._client(sid)
+        client.current = session.id
+        old = client.following.pop(session.id, None)
+        if old is not None:
+            old.cancel()  # a second join starts over: a full replay, no duplicates after it
+        task = asyncio.ensure_future(self._deliver(sid, session))
+        client.following[session.id] = task
+        task.add_done_callback(lambda t: _forget(client, session.id, t))
+
+    async def _deliver(self, sid: str, session: Session) -> None:
+        async def send(entries: list[Entry]) -> None:
+            for kind, body in merge_output(entries, FRAME_CHARS):
+                if kind == OUTPUT:
+                    await self.sio.emit("output", {"output": body, "sessionId": session.id}, to=sid)
+                else:
+                    await self.sio.emit(kind, body, to=sid)
+
+        try:
+            await follow(session, send, include_echo=False)
+        except asyncio.CancelledError:
+            pass  # the client left or joined again: a normal end
+
+
+def _forget(client: Client, session_id: str, task: asyncio.Task[None]) -> None:
+    if client.following.get(session_id) is task:
+        del client.following[session_id]
+
+
+def _session_id(data: Any, default: str | None) -> str:
+    if isinstance(data, str):
+        return data
+    value = data.get("sessionId", default) if isinstance(data, dict) else default
+    if value is None:
+        raise field_error("sessionId", "a string (or join a session first)")
+    if not isinstance(value, str):
+        raise field_error("sessionId", "a string")
+    return value
