@@ -74,6 +74,7 @@ class CodexApp:
         if self.server is not None:
             self.server.stop()
         await self.registry.shutdown()
+        await self.socketio.sio.shutdown()
         await self.runtime.shutdown()
 
 

@@ -478,7 +478,8 @@ class SessionRegistry:
         loop.call_later(self.settings.session_ttl, self._sessions.pop, session.id, None)
 
     async def shutdown(self) -> None:
-        running = [s for s in self._sessions.values() if not s.finished]
-        for session in running:
+        sessions = list(self._sessions.values())
+        for session in sessions:
             session.cancel()
-        await asyncio.gather(*(s.wait() for s in running), return_exceptions=True)
+        # Finished sessions may still be removing their container: wait for that too.
+        await asyncio.gather(*(s.wait() for s in sessions), return_exceptions=True)

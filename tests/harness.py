@@ -1,0 +1,144 @@
+"""A real server in the test's IOLoop, and real clients for it (HTTP and Socket.IO)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import socketio
+import tornado.httpclient
+
+from codex.app import CodexApp
+from codex.config import Settings
+
+
+@dataclasses.dataclass
+class Response:
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+
+@dataclasses.dataclass
+class Transcript:
+    session_id: str
+    events: list[tuple[str, Any]]
+
+    def named(self, name: str) -> list[Any]:
+        return [data for ev, data in self.events if ev == name]
+
+    @property
+    def output(self) -> str:
+        return "".join(d["output"] for d in self.named("output"))
+
+    @property
+    def complete(self) -> dict[str, Any]:
+        done = self.named("execution_complete")
+        assert len(done) == 1, self.events
+        return done[0]
+
+
+class Harness:
+    def __init__(self, app: CodexApp, port: int) -> None:
+        self.app = app
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.http = tornado.httpclient.AsyncHTTPClient()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        hdrs = {"Content-Type": "application/json"} if data is not None else {}
+        hdrs.update(headers or {})
+        if method in ("POST", "PUT") and data is None:
+            data = b""
+        resp = await self.http.fetch(
+            self.base_url + path,
+            method=method,
+            body=data,
+            headers=hdrs,
+            raise_error=False,
+            allow_nonstandard_methods=True,
+            request_timeout=30,
+        )
+        text = resp.body.decode() if resp.body else ""
+        try:
+            parsed = json.loads(text) if text else None
+        except ValueError:
+            parsed = text
+        return Response(resp.code, parsed, dict(resp.headers.get_all()))
+
+    async def execute(self, code: str, **extra: Any) -> str:
+        resp = await self.request("POST", "/api/execute", {"code": code, "language": "python", **extra})
+        assert resp.status == 201, resp
+        return str(resp.body["sessionId"])
+
+    @contextlib.asynccontextmanager
+    async def client(self, **kwargs: Any) -> AsyncIterator[socketio.AsyncClient]:
+        sio = socketio.AsyncClient(reconnection=False)
+        await sio.connect(self.base_url, wait_timeout=10, **kwargs)
+        try:
+            yield sio
+        finally:
+            await sio.disconnect()
+
+    async def run(
+        self,
+        code: str,
+        answers: list[str] | None = None,
+        *,
+        stdin: str | None = None,
+        timeout: float = 30,
+        join_delay: float = 0.0,
+    ) -> Transcript:
+        """The seed frontend's flow: connect, POST, join, answer prompts, until complete."""
+        answers = list(answers or [])
+        async with self.client() as sio:
+            transcript = Transcript("", [])
+            done = asyncio.Event()
+
+            async def on_any(event: str, data: Any = None) -> None:
+                transcript.events.append((event, data))
+                if event == "input_required" and answers:
+                    await sio.emit("input", {"input": answers.pop(0)})
+                if event == "execution_complete":
+                    done.set()
+
+            sio.on("*", on_any)
+            extra = {"stdin": stdin} if stdin is not None else {}
+            transcript.session_id = await self.execute(code, **extra)
+            if join_delay:
+                await asyncio.sleep(join_delay)
+            await sio.emit("join", {"sessionId": transcript.session_id})
+            await asyncio.wait_for(done.wait(), timeout)
+        return transcript
+
+    async def wait_finished(self, session_id: str, timeout: float = 30) -> dict[str, Any]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            resp = await self.request("GET", f"/api/sessions/{session_id}")
+            if resp.body["state"] == "finished":
+                return dict(resp.body)
+            assert asyncio.get_running_loop().time() < deadline, resp.body
+            await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def running_app(**overrides: Any) -> AsyncIterator[Harness]:
+    settings = dataclasses.replace(Settings(), port=0, **overrides).validate()
+    app = CodexApp(settings)
+    port = await app.start()
+    try:
+        yield Harness(app, port)
+    finally:
+        await app.stop()

@@ -1,0 +1,109 @@
+"""Every error row of the HTTP contract: its status, its code, one JSON shape."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.harness import Harness, running_app
+
+pytestmark = pytest.mark.gen_test(timeout=60)
+
+
+def assert_error(resp, status: int, code: str) -> None:  # type: ignore[no-untyped-def]
+    assert resp.status == status, resp
+    assert set(resp.body) >= {"error", "code"}, resp.body
+    assert resp.body["code"] == code, resp.body
+    assert isinstance(resp.body["error"], str) and resp.body["error"]
+    assert resp.headers["Content-Type"].startswith("application/json")
+
+
+async def post(h: Harness, body: object = None, **kw):  # type: ignore[no-untyped-def]
+    return await h.request("POST", "/api/execute", body, **kw)
+
+
+async def test_bad_requests() -> None:
+    async with running_app(runtime="local", max_code_bytes=1000) as h:
+        assert_error(await post(h, raw=b"{not json"), 400, "malformed_json")
+        assert_error(await post(h, raw=b"[1, 2]"), 400, "bad_request")
+        missing = await post(h, {"language": "python"})
+        assert_error(missing, 400, "invalid_field")
+        assert "code" in missing.body["error"] and missing.body["field"] == "code"
+        wrong = await post(h, {"code": "print(1)", "language": 3})
+        assert_error(wrong, 400, "invalid_field")
+        assert "language" in wrong.body["error"]
+        assert_error(await post(h, {"code": "x", "stdin": 5}), 400, "invalid_field")
+        assert_error(await post(h, {"code": "x" * 1001}), 413, "payload_too_large")
+        assert_error(await post(h, {"code": "x" * 100_000}), 413, "payload_too_large")
+        assert_error(
+            await post(h, raw=b'{"code": "1"}', headers={"Content-Type": "text/plain"}),
+            415,
+            "unsupported_media_type",
+        )
+        lang = await post(h, {"code": "print(1)", "language": "cobol"})
+        assert_error(lang, 422, "unsupported_language")
+        assert "python" in lang.body["error"]
+        assert_error(await h.request("GET", "/api/sessions/nope"), 404, "session_not_found")
+        assert_error(await h.request("DELETE", "/api/sessions/nope"), 404, "session_not_found")
+        assert_error(await h.request("GET", "/no/such/page"), 404, "not_found")
+        assert_error(await h.request("PUT", "/api/execute", {"code": "1"}), 405, "method_not_allowed")
+
+
+async def test_health_and_ready() -> None:
+    async with running_app(runtime="local") as h:
+        assert (await h.request("GET", "/healthz")).status == 200
+        ready = await h.request("GET", "/readyz")
+        assert ready.status == 200 and ready.body["ready"] is True
+
+
+async def test_no_engine_gives_503_with_reason() -> None:
+    async with running_app(docker_url="unix:///nonexistent/docker.sock") as h:
+        ready = await h.request("GET", "/readyz")
+        assert ready.status == 503 and "Docker engine" in ready.body["reason"]
+        resp = await post(h, {"code": "print(1)"})
+        assert_error(resp, 503, "runtime_unavailable")
+        assert "Retry-After" in resp.headers
+        assert (await h.request("GET", "/healthz")).status == 200
+
+
+async def test_capacity_gives_503_with_retry_after() -> None:
+    async with running_app(runtime="local", max_sessions=1) as h:
+        first = await h.execute("import time\ntime.sleep(30)\n")
+        resp = await post(h, {"code": "print(1)"})
+        assert_error(resp, 503, "no_capacity")
+        assert int(resp.headers["Retry-After"]) > 0
+        await h.request("DELETE", f"/api/sessions/{first}")
+        await h.wait_finished(first)
+        assert (await post(h, {"code": "print(1)"})).status == 201
+
+
+async def test_foreign_origin_refused() -> None:
+    async with running_app(runtime="local") as h:
+        resp = await post(h, {"code": "print(1)"}, headers={"Origin": "https://evil.example"})
+        assert_error(resp, 403, "origin_not_allowed")
+        ok = await post(h, {"code": "print(1)"}, headers={"Origin": "http://localhost:3000"})
+        assert ok.status == 201
+        assert ok.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+
+
+async def test_socketio_errors_are_error_events() -> None:
+    async with running_app(runtime="local") as h, h.client() as sio:
+        errors: list[dict[str, object]] = []
+        sio.on("error", lambda data: errors.append(data))
+        ack = await sio.call("join", {"sessionId": "does-not-exist"})
+        assert ack["code"] == "session_not_found"
+        assert (await sio.call("join", {"sessionId": 12}))["code"] == "invalid_field"
+        assert (await sio.call("input", {"input": 5}))["code"] == "invalid_field"
+        assert (await sio.call("input", {"input": "x"}))["code"] == "invalid_field"  # no session
+        assert (await sio.call("execute", {"code": "1", "language": "ruby"}))["code"] == (
+            "unsupported_language"
+        )
+        await asyncio.sleep(0.1)
+        assert [e["code"] for e in errors] == [
+            "session_not_found", "invalid_field", "invalid_field", "invalid_field",
+            "unsupported_language",
+        ]
+        # The connection survives its own mistakes.
+        t = await h.run("print('still fine')")
+        assert t.complete["status"] == "ok"
