@@ -43,12 +43,15 @@ class CodexApp:
         handlers: list[tuple[str, type[tornado.web.RequestHandler], dict[str, object]]] = [
             (r"/socket\.io/", self.socketio.handler(), {}),
             *routes(self.registry),
-            (r"/()", tornado.web.StaticFileHandler,
-             {"path": str(STATIC_DIR), "default_filename": "index.html"}),
+            (
+                r"/()",
+                tornado.web.StaticFileHandler,
+                {"path": str(STATIC_DIR), "default_filename": "index.html"},
+            ),
             (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(STATIC_DIR)}),
         ]
         self.web = tornado.web.Application(
-            handlers,  # type: ignore[arg-type]
+            handlers,
             default_handler_class=NotFoundHandler,
             default_handler_args={"registry": self.registry},
             websocket_max_message_size=64 * 1024,
@@ -66,8 +69,12 @@ class CodexApp:
         self.port = sockets[0].getsockname()[1]
         if self.settings.runtime == "local":
             log.warning("runtime=local: programs run UNSANDBOXED on this machine")
-        log.info("CodeX serving on http://%s:%d (runtime %s)",
-                 self.settings.host, self.port, self.runtime.name)
+        log.info(
+            "CodeX serving on http://%s:%d (runtime %s)",
+            self.settings.host,
+            self.port,
+            self.runtime.name,
+        )
         return self.port
 
     async def stop(self) -> None:
@@ -88,5 +95,3 @@ async def serve(settings: Settings) -> None:
     await stopping.wait()
     log.info("shutting down")
     await app.stop()
-
-

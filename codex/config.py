@@ -40,9 +40,7 @@ class Settings:
     allow_unsafe_local: bool = setting(
         False, "Let the unsandboxed `local` runtime listen on a non-loopback address."
     )
-    sandbox_image: str = setting(
-        "codex-sandbox:latest", "Docker image that user programs run in."
-    )
+    sandbox_image: str = setting("codex-sandbox:latest", "Docker image that user programs run in.")
     docker_url: str = setting(
         "", "Docker engine URL; empty means the usual DOCKER_HOST or local socket."
     )
@@ -53,9 +51,7 @@ class Settings:
     max_stdin_bytes: int = setting(
         64 * 1024, "Largest `stdin` text accepted with an execution, in bytes."
     )
-    max_input_bytes: int = setting(
-        16 * 1024, "Largest single `input` message, in bytes."
-    )
+    max_input_bytes: int = setting(16 * 1024, "Largest single `input` message, in bytes.")
     time_limit: float = setting(10.0, "Wall-clock seconds an execution may run.")
     memory_limit_mb: int = setting(
         256, "Memory limit of an execution's container in MiB (swap equals memory)."

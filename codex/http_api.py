@@ -42,7 +42,9 @@ class JsonHandler(tornado.web.RequestHandler):
     def prepare(self) -> None:
         origin = self.request.headers.get("Origin")
         if origin:
-            if not origin_allowed(origin, self.request.host, self.registry.settings.allowed_origins):
+            if not origin_allowed(
+                origin, self.request.host, self.registry.settings.allowed_origins
+            ):
                 raise CodexForbiddenOrigin("This origin may not use the API.")
             self.set_header("Access-Control-Allow-Origin", origin)
             self.set_header("Vary", "Origin")
@@ -73,8 +75,14 @@ class JsonHandler(tornado.web.RequestHandler):
     def _handle_request_exception(self, e: BaseException) -> None:
         if isinstance(e, CodexError):
             # Expected, the client's doing: one log line, no traceback.
-            log.info("%s %s -> %d %s: %s", self.request.method, self.request.path,
-                     e.status, e.code, e.message)
+            log.info(
+                "%s %s -> %d %s: %s",
+                self.request.method,
+                self.request.path,
+                e.status,
+                e.code,
+                e.message,
+            )
             if not self._finished:
                 self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
             return
@@ -99,8 +107,12 @@ class CodexForbiddenOrigin(CodexError):
 
 
 def _http_code(status: int) -> str:
-    return {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
-            413: "payload_too_large"}.get(status, "http_error")
+    return {
+        400: "bad_request",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "payload_too_large",
+    }.get(status, "http_error")
 
 
 def parse_execute(body: dict[str, Any]) -> tuple[str, str, str]:
@@ -130,13 +142,16 @@ class ExecuteHandler(JsonHandler):
         length = self.request.headers.get("Content-Length")
         if length and length.isdigit() and int(length) > self._limit:
             raise self._too_large()
-        if self.request.connection is not None:
-            self.request.connection.set_max_body_size(self._limit + 1)
+        connection = self.request.connection
+        if connection is not None and hasattr(connection, "set_max_body_size"):
+            connection.set_max_body_size(self._limit + 1)
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(
             f"The request is larger than the limit ({self.registry.settings.max_code_bytes} "
-            "bytes of code).", field="code")
+            "bytes of code).",
+            field="code",
+        )
 
     def data_received(self, chunk: bytes) -> None:
         self._size += len(chunk)
@@ -193,7 +208,9 @@ class NotFoundHandler(JsonHandler):
         raise NotFound(f"Nothing is at {self.request.path}.")
 
 
-def routes(registry: SessionRegistry) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:
+def routes(
+    registry: SessionRegistry,
+) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:
     args = {"registry": registry}
     return [
         (r"/api/execute", ExecuteHandler, args),

@@ -138,7 +138,7 @@ OPENAPI: dict[str, Any] = {
                     "sessionId": {"type": "string"},
                     "status": {
                         "type": "string",
-                        "description": "`running`, or `syntax_error` when the code did not compile.",
+                        "description": "`running`, or `syntax_error` if it did not compile.",
                     },
                 },
             },
@@ -149,8 +149,14 @@ OPENAPI: dict[str, Any] = {
                     "status": {
                         "type": "string",
                         "enum": [
-                            "ok", "syntax_error", "runtime_error", "timeout", "memory_limit",
-                            "output_limit", "cancelled", "internal_error",
+                            "ok",
+                            "syntax_error",
+                            "runtime_error",
+                            "timeout",
+                            "memory_limit",
+                            "output_limit",
+                            "cancelled",
+                            "internal_error",
                         ],
                     },
                     "exitCode": {"type": "integer", "nullable": True},

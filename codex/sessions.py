@@ -12,7 +12,7 @@ import codecs
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from codex.config import Settings
@@ -95,6 +95,7 @@ class Session:
         self._queued_input: list[bytes] = []
         self._fired: Block | None = None
         self._timers: list[asyncio.TimerHandle] = []
+        self._tasks: set[asyncio.Task[None]] = set()
         # Each message is written whole and in arrival order.
         self._write_lock = asyncio.Lock()
 
@@ -230,7 +231,12 @@ class Session:
         self._kill_reason = reason
         # Still starting: the run kills the container as soon as it exists.
         if self._execution is not None:
-            asyncio.ensure_future(self._execution.kill())
+            self._background(self._execution.kill())
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)  # referenced until done, so it is never collected mid-way
+        task.add_done_callback(self._tasks.discard)
 
     # -- output pipeline ----------------------------------------------------------------
 
@@ -381,13 +387,12 @@ class Session:
         elif status == MEMORY_LIMIT:
             message = f"Memory limit exceeded: {self.settings.memory_limit_mb} MiB."
         elif status == OUTPUT_LIMIT:
-            message = (
-                f"Output limit exceeded: {self.settings.output_limit_bytes} bytes."
-            )
+            message = f"Output limit exceeded: {self.settings.output_limit_bytes} bytes."
         elif status == INTERNAL_ERROR:
             message = info.detail or "The sandbox failed."
-        self._complete(status, exit_code=info.exit_code, message=message, line=line,
-                       signal=info.signal)
+        self._complete(
+            status, exit_code=info.exit_code, message=message, line=line, signal=info.signal
+        )
 
     def _complete(
         self,

@@ -9,7 +9,10 @@ import subprocess
 def containers_of(session_id: str) -> list[str]:
     out = subprocess.run(
         ["docker", "ps", "-aq", "--filter", f"label=org.codex.session={session_id}"],
-        capture_output=True, text=True, check=True, timeout=20,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=20,
     ).stdout
     return out.split()
 

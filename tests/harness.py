@@ -79,7 +79,9 @@ class Harness:
         return Response(resp.code, parsed, dict(resp.headers.get_all()))
 
     async def execute(self, code: str, **extra: Any) -> str:
-        resp = await self.request("POST", "/api/execute", {"code": code, "language": "python", **extra})
+        resp = await self.request(
+            "POST", "/api/execute", {"code": code, "language": "python", **extra}
+        )
         assert resp.status == 201, resp
         return str(resp.body["sessionId"])
 

@@ -15,14 +15,24 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_defaults() -> None:
     s = load([], {})
     assert (s.host, s.port, s.time_limit, s.memory_limit_mb, s.pids_limit) == (
-        "127.0.0.1", 8000, 10.0, 256, 64
+        "127.0.0.1",
+        8000,
+        10.0,
+        256,
+        64,
     )
     assert s.max_code_bytes == 64 * 1024
 
 
 def test_environment_then_flags() -> None:
-    s = load(["--port", "9001"], {"CODEX_PORT": "9000", "CODEX_HOST": "0.0.0.0",
-                                   "CODEX_ALLOWED_ORIGINS": "https://a.example, https://b.example"})
+    s = load(
+        ["--port", "9001"],
+        {
+            "CODEX_PORT": "9000",
+            "CODEX_HOST": "0.0.0.0",
+            "CODEX_ALLOWED_ORIGINS": "https://a.example, https://b.example",
+        },
+    )
     assert s.port == 9001 and s.host == "0.0.0.0"
     assert s.allowed_origins == ("https://a.example", "https://b.example")
 
@@ -44,8 +54,9 @@ def test_invalid_settings_are_refused(env: dict[str, str], needle: str) -> None:
 
 
 def test_local_runtime_may_be_forced_onto_a_public_address() -> None:
-    s = load([], {"CODEX_RUNTIME": "local", "CODEX_HOST": "0.0.0.0",
-                  "CODEX_ALLOW_UNSAFE_LOCAL": "true"})
+    s = load(
+        [], {"CODEX_RUNTIME": "local", "CODEX_HOST": "0.0.0.0", "CODEX_ALLOW_UNSAFE_LOCAL": "true"}
+    )
     assert s.runtime == "local"
 
 
@@ -54,15 +65,21 @@ def test_docs_match_the_code() -> None:
 
 
 def test_help_lists_every_option() -> None:
-    out = subprocess.run([sys.executable, "-m", "codex", "--help"], capture_output=True,
-                         text=True, check=True, cwd=ROOT).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "codex", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout
     for name in Settings.__dataclass_fields__:
         assert "--" + name.replace("_", "-") in out
     assert "CODEX_PORT" in out and "8000" in out
 
 
 def test_bad_setting_exits_with_a_sentence() -> None:
-    proc = subprocess.run([sys.executable, "-m", "codex", "--port", "x"], capture_output=True,
-                          text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "codex", "--port", "x"], capture_output=True, text=True, cwd=ROOT
+    )
     assert proc.returncode == 2
     assert "invalid setting: port" in proc.stderr

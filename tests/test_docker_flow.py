@@ -47,11 +47,7 @@ async def test_late_join_gets_whole_transcript_and_completion() -> None:
 
 
 async def test_input_round_trip_answer_not_duplicated() -> None:
-    code = (
-        'a = input("First? ")\n'
-        'b = input("Second? ")\n'
-        'print(f"got {a} and {b}")\n'
-    )
+    code = 'a = input("First? ")\nb = input("Second? ")\nprint(f"got {a} and {b}")\n'
     async with running_app() as h:
         t = await h.run(code, ["alpha", "beta"])
     assert [d["prompt"] for d in t.named("input_required")] == ["First? ", "Second? "]
@@ -147,7 +143,9 @@ async def test_exit_code_and_signal() -> None:
 
 async def test_timeout_kills_program_and_removes_container() -> None:
     async with running_app(time_limit=1.0) as h:
-        t = await h.run("import time\nprint('start', flush=True)\nwhile True:\n    time.sleep(0.01)\n")
+        t = await h.run(
+            "import time\nprint('start', flush=True)\nwhile True:\n    time.sleep(0.01)\n"
+        )
         assert t.output.startswith("start")
         assert t.complete["status"] == "timeout"
         assert 900 <= t.complete["durationMs"] < 5000

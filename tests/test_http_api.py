@@ -47,7 +47,9 @@ async def test_bad_requests() -> None:
         assert_error(await h.request("GET", "/api/sessions/nope"), 404, "session_not_found")
         assert_error(await h.request("DELETE", "/api/sessions/nope"), 404, "session_not_found")
         assert_error(await h.request("GET", "/no/such/page"), 404, "not_found")
-        assert_error(await h.request("PUT", "/api/execute", {"code": "1"}), 405, "method_not_allowed")
+        assert_error(
+            await h.request("PUT", "/api/execute", {"code": "1"}), 405, "method_not_allowed"
+        )
 
 
 async def test_health_and_ready() -> None:
@@ -101,7 +103,10 @@ async def test_socketio_errors_are_error_events() -> None:
         )
         await asyncio.sleep(0.1)
         assert [e["code"] for e in errors] == [
-            "session_not_found", "invalid_field", "invalid_field", "invalid_field",
+            "session_not_found",
+            "invalid_field",
+            "invalid_field",
+            "invalid_field",
             "unsupported_language",
         ]
         # The connection survives its own mistakes.

@@ -89,10 +89,10 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     async def readiness(self) -> Readiness: ...
 
-    async def startup(self) -> None:
+    async def startup(self) -> None:  # noqa: B027 (optional hook)
         """Prepare (for Docker: remove containers a previous run left)."""
 
-    async def shutdown(self) -> None:
+    async def shutdown(self) -> None:  # noqa: B027 (optional hook)
         """Release shared resources."""
 
 

@@ -148,7 +148,9 @@ class DockerRuntime(Runtime):
             ) from exc
         except (docker.errors.DockerException, OSError) as exc:
             self._ready_cache = None
-            raise SandboxError(f"The Docker engine could not start the sandbox: {_short(exc)}") from exc
+            raise SandboxError(
+                f"The Docker engine could not start the sandbox: {_short(exc)}"
+            ) from exc
         return DockerExecution(self, container_id, exec_id, stream, nonce)
 
     def _container_config(self, spec: ExecSpec) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from ptyprocess import PtyProcess
 
@@ -92,12 +92,7 @@ class LocalExecution(Execution):
             try:
                 data = os.read(fd, READ_SIZE)
             except BlockingIOError:
-                ready = loop.create_future()
-                loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
-                try:
-                    await ready
-                finally:
-                    loop.remove_reader(fd)
+                await _ready(fd, loop.add_reader, loop.remove_reader)
                 continue
             except OSError:  # EIO: every holder of the terminal's slave side is gone
                 data = b""
@@ -118,12 +113,7 @@ class LocalExecution(Execution):
                 n = os.write(self.proc.fd, view)
                 view = view[n:]
             except BlockingIOError:
-                ready = loop.create_future()
-                loop.add_writer(self.proc.fd, lambda: ready.done() or ready.set_result(None))
-                try:
-                    await ready
-                finally:
-                    loop.remove_writer(self.proc.fd)
+                await _ready(self.proc.fd, loop.add_writer, loop.remove_writer)
             except OSError:
                 return
 
@@ -161,3 +151,22 @@ class LocalExecution(Execution):
             self.proc.close(force=True)
         except Exception:
             pass
+
+
+async def _ready(
+    fd: int,
+    add: Callable[..., object],
+    remove: Callable[[int], object],
+) -> None:
+    """Wait until the loop says ``fd`` is readable (or writable)."""
+    ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    add(fd, wake)
+    try:
+        await ready
+    finally:
+        remove(fd)

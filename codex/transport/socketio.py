@@ -82,7 +82,8 @@ class SocketIOTransport:
         return socketio.get_tornado_handler(self.sio)
 
     def _origin_ok(self, origin: str | None, environ: dict[str, Any]) -> bool:
-        return origin_allowed(origin, environ.get("HTTP_HOST"), self.registry.settings.allowed_origins)
+        allowed = self.registry.settings.allowed_origins
+        return origin_allowed(origin, environ.get("HTTP_HOST"), allowed)
 
     async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         self.clients[sid] = Client()
@@ -140,10 +141,7 @@ class SocketIOTransport:
     async def on_resize(self, sid: str, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise BadRequest("`resize` takes an object {rows, cols}.")
-        rows, cols = data.get("rows"), data.get("cols")
-        for name, value in (("rows", rows), ("cols", cols)):
-            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1000:
-                raise field_error(name, "an integer from 1 to 1000")
+        rows, cols = _dimension(data, "rows"), _dimension(data, "cols")
         session = self._target(sid, data)
         await session.resize(rows, cols)
         return {"sessionId": session.id}
@@ -206,4 +204,11 @@ def _session_id(data: Any, default: str | None) -> str:
         raise field_error("sessionId", "a string (or join a session first)")
     if not isinstance(value, str):
         raise field_error("sessionId", "a string")
+    return value
+
+
+def _dimension(data: dict[str, Any], name: str) -> int:
+    value = data.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1000:
+        raise field_error(name, "an integer from 1 to 1000")
     return value

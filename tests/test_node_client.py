@@ -1,0 +1,99 @@
+"""The contract with the client the frontend really uses: socket.io-client 4 under Node.
+
+tests/node/seed_flow.mjs connects with default options (long polling, then the upgrade
+to WebSocket), POSTs a program, joins, answers its input() prompt and reports every
+event it received. Set it up with `npm ci` in tests/node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.harness import running_app
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+NODE_DIR = Path(__file__).parent / "node"
+SCRIPT = NODE_DIR / "seed_flow.mjs"
+
+
+def _node_problem() -> str | None:
+    if shutil.which("node") is None:
+        return "the node command is missing (install Node.js 18+)"
+    if not (NODE_DIR / "node_modules" / "socket.io-client" / "package.json").is_file():
+        return f"socket.io-client is not installed (run `npm ci` in {NODE_DIR})"
+    return None
+
+
+def _require_node() -> str:
+    problem = _node_problem()
+    if problem is not None:
+        if IN_CI:
+            pytest.fail(f"Node client test cannot run in CI: {problem}")
+        pytest.skip(f"Node: {problem}")
+    node = shutil.which("node")
+    assert node is not None
+    return node
+
+
+@pytest.mark.docker
+@pytest.mark.node
+@pytest.mark.gen_test(timeout=90)
+async def test_socketio_client_seed_flow() -> None:
+    node = _require_node()
+    async with running_app() as h:
+        proc = await asyncio.create_subprocess_exec(
+            node,
+            str(SCRIPT),
+            h.base_url,
+            cwd=NODE_DIR,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise
+    err = stderr.decode(errors="replace")
+    assert proc.returncode == 0, f"node exited {proc.returncode}: {err}"
+    lines = [line for line in stdout.decode().splitlines() if line.strip()]
+    assert len(lines) == 1, stdout
+    result = json.loads(lines[0])
+    events: list[tuple[str, object]] = [(name, data) for name, data in result["events"]]
+
+    def named(name: str) -> list[dict]:
+        return [data for ev, data in events if ev == name]
+
+    outputs = "".join(d["output"] for d in named("output"))
+    assert outputs == "hello from python\r\nYour name? Hi Ada!\r\n", events
+
+    prompts = named("input_required")
+    assert len(prompts) == 1, events
+    assert prompts[0]["prompt"] == "Your name? "
+    session_id = prompts[0]["sessionId"]
+    assert all(d.get("sessionId") == session_id for _, d in events), events
+
+    # What the user sees: the output plus what they typed (the frontend echoes the
+    # answer itself, so the server must not send the terminal's echo of it).
+    head, sep, tail = outputs.partition("Your name? ")
+    assert sep
+    transcript = head + sep + "Ada" + "\r\n" + tail
+    assert transcript.count("Ada") == 2  # the typed answer and the "Hi Ada!" line
+    assert outputs.count("Ada") == 1 and "Hi Ada!" in outputs
+
+    assert named("error") == [], events
+    done = named("execution_complete")
+    assert len(done) == 1, events
+    assert events[-1][0] == "execution_complete", events
+    assert done[0]["status"] == "ok", done
+    assert done[0]["exitCode"] == 0, done
+
+    # Default transports: it started with long polling and upgraded.
+    assert result["transport"] == "websocket", result

@@ -1,0 +1,98 @@
+"""Unit tests of the pure pieces: the result scanner, the event log, the prompt."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from codex.eventlog import COMPLETE, INPUT_REQUIRED, OUTPUT, EventLog
+from codex.runtime.base import RESULT_END, RESULT_OSC, ResultScanner
+from codex.terminal import prompt_from_tail
+from codex.transport.follow import merge_output
+
+NONCE = "0123456789abcdef"
+RECORD = RESULT_OSC + NONCE.encode() + b";" + json.dumps({"exitCode": 0}).encode() + RESULT_END
+
+
+@pytest.mark.parametrize("cut", range(1, len(RECORD) + 20))
+def test_scanner_finds_the_record_wherever_reads_split_it(cut: int) -> None:
+    stream = b"hello \x1b[1mworld\x1b[0m\r\n" + RECORD + b"orphan output"
+    cut = min(cut, len(stream) - 1)
+    scanner = ResultScanner(NONCE)
+    passed = scanner.feed(stream[:cut]) + scanner.feed(stream[cut:]) + scanner.flush()
+    assert passed == b"hello \x1b[1mworld\x1b[0m\r\n"
+    assert scanner.result == {"exitCode": 0}
+
+
+def test_scanner_byte_by_byte() -> None:
+    scanner = ResultScanner(NONCE)
+    out = b"".join(scanner.feed(bytes([b])) for b in b"abc\x1b]0;title\x07" + RECORD)
+    assert out == b"abc\x1b]0;title\x07"
+    assert scanner.done
+
+
+def test_scanner_ignores_a_record_with_another_nonce() -> None:
+    scanner = ResultScanner(NONCE)
+    forged = RESULT_OSC + b"ffffffffffffffff;" + b'{"exitCode": 0}' + RESULT_END
+    assert scanner.feed(forged) + scanner.flush() == forged
+    assert scanner.result is None
+
+
+def test_prompt_from_tail() -> None:
+    assert prompt_from_tail("line one\r\nName? ") == "Name? "
+    assert prompt_from_tail("\x1b[1;32mName?\x1b[0m ") == "Name? "
+    assert prompt_from_tail("progress 10%\rprogress 99%\rAnswer: ") == "Answer: "
+    assert prompt_from_tail("\x1b]0;title\x07>>> ") == ">>> "
+    assert prompt_from_tail("done\r\n") == ""
+
+
+def test_event_log_bounded_and_sequenced() -> None:
+    log = EventLog(max_chars=10)
+    for i in range(5):
+        log.append(OUTPUT, f"abcd{i}")
+    assert log.first_seq == 3 and log.next_seq == 5
+    assert [e.text for e in log.since(0)] == ["abcd3", "abcd4"]
+    assert log.dropped_chars == 15
+
+
+def test_event_log_wakes_waiters() -> None:
+    async def scenario() -> list[str]:
+        log = EventLog(max_chars=100)
+        seen: list[str] = []
+
+        async def reader() -> None:
+            cursor = 0
+            while not log.closed or cursor < log.next_seq:
+                await log.wait_beyond(cursor)
+                for e in log.since(cursor):
+                    seen.append(e.kind)
+                    cursor = e.seq + 1
+
+        task = asyncio.ensure_future(reader())
+        await asyncio.sleep(0)
+        log.append(OUTPUT, "a")
+        await asyncio.sleep(0)
+        log.append(INPUT_REQUIRED, payload={"prompt": ""})
+        log.append(COMPLETE, payload={})
+        await asyncio.wait_for(task, 1)
+        return seen
+
+    assert asyncio.run(scenario()) == [OUTPUT, INPUT_REQUIRED, COMPLETE]
+
+
+def test_merge_output_respects_the_frame_limit() -> None:
+    log = EventLog(max_chars=1000)
+    for ch in "abcdef":
+        log.append(OUTPUT, ch * 3)
+    log.append(INPUT_REQUIRED, payload={"prompt": "x"})
+    log.append(OUTPUT, "z")
+    merged = merge_output(log.since(0), limit=7)
+    assert merged == [
+        (OUTPUT, "aaabbb"),
+        (OUTPUT, "cccddd"),
+        (OUTPUT, "eeefff"),
+        (INPUT_REQUIRED, {"prompt": "x"}),
+        (OUTPUT, "z"),
+    ]
