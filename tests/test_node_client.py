@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,9 +67,9 @@ async def test_socketio_client_seed_flow() -> None:
     lines = [line for line in stdout.decode().splitlines() if line.strip()]
     assert len(lines) == 1, stdout
     result = json.loads(lines[0])
-    events: list[tuple[str, object]] = [(name, data) for name, data in result["events"]]
+    events: list[tuple[str, dict[str, Any]]] = [(name, data) for name, data in result["events"]]
 
-    def named(name: str) -> list[dict]:
+    def named(name: str) -> list[dict[str, Any]]:
         return [data for ev, data in events if ev == name]
 
     outputs = "".join(d["output"] for d in named("output"))

@@ -1,0 +1,290 @@
+#!/usr/bin/env bash
+# Build the CodeX sandbox image, with or without an image registry.
+#
+#   sandbox-image/build.sh [--force]
+#
+# Environment:
+#   CODEX_SANDBOX_IMAGE  tag to build           (default codex-sandbox:latest)
+#   CODEX_BASE_IMAGE     base image to build on (default python:3.12-slim)
+#   CODEX_DEBIAN_MIRROR  mirror for the debootstrap fallback
+#                        (default: from /etc/apt sources, else deb.debian.org)
+#   PYTHON               host Python used to run 'pip download' (default python3)
+#
+# Steps: (a) exit at once if the image already carries the hash of this
+# script, the Dockerfile, the package list and the base name; (b) pick the
+# base: local image, else 'docker pull', else a local Debian base made with
+# debootstrap and 'docker import' (codex-base:<suite>); (c) download wheels
+# matching the base's Python on the host into .wheels/ (cached); (d) build
+# with --network none; (e) smoke-test, then tag.
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+cd "$SCRIPT_DIR"
+
+IMAGE="${CODEX_SANDBOX_IMAGE:-codex-sandbox:latest}"
+BASE_IMAGE="${CODEX_BASE_IMAGE:-python:3.12-slim}"
+DEBIAN_SUITE=bookworm
+LOCAL_BASE="codex-base:$DEBIAN_SUITE"
+PYTHON="${PYTHON:-python3}"
+# What the sandbox offers; pip is downloaded too, to run the install.
+# Pinned so that two builds give the same sandbox.
+PACKAGES=(numpy==2.4.6 pandas==3.1.1 matplotlib==3.11.2)
+HASH_LABEL=org.codex.build-hash
+WHEEL_DIR="$SCRIPT_DIR/.wheels"
+CACHE_DIR="$REPO_ROOT/.cache"
+
+say() { printf 'sandbox-image: %s\n' "$*"; }
+die() { printf 'sandbox-image: ERROR: %s\n' "$*" >&2; exit 1; }
+
+usage() {
+    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$SCRIPT_DIR/build.sh"
+}
+
+force=0
+for arg in "$@"; do
+    case "$arg" in
+        --force) force=1 ;;
+        -h|--help) usage; exit 0 ;;
+        *) usage >&2; die "unknown argument '$arg' (usage: sandbox-image/build.sh [--force])" ;;
+    esac
+done
+
+# ---------------------------------------------------------------- (a) hash
+build_hash="$(
+    { cat Dockerfile build.sh; printf 'packages=%s\nbase=%s\n' "${PACKAGES[*]}" "$BASE_IMAGE"; } \
+        | sha256sum | cut -c1-24
+)"
+
+image_hash() {
+    timeout 30 docker image inspect \
+        --format "{{ index .Config.Labels \"$HASH_LABEL\" }}" "$1" 2>/dev/null || true
+}
+
+if [ "$force" -eq 0 ] && [ "$(image_hash "$IMAGE")" = "$build_hash" ]; then
+    say "sandbox image up to date ($IMAGE, build hash $build_hash)"
+    exit 0
+fi
+
+start_time=$SECONDS
+
+# The slow path needs a working engine.
+if ! timeout 15 docker info >/dev/null 2>&1; then
+    if [ -x "$REPO_ROOT/scripts/ensure-docker.sh" ] || [ -f "$REPO_ROOT/scripts/ensure-docker.sh" ]; then
+        bash "$REPO_ROOT/scripts/ensure-docker.sh" \
+            || die "no Docker engine is available (scripts/ensure-docker.sh failed)."
+    else
+        die "no Docker engine answers 'docker info'; start one and run this script again."
+    fi
+fi
+
+# One build at a time; a build that waited may find the work already done.
+mkdir -p "$CACHE_DIR"
+exec 9>"$CACHE_DIR/sandbox-build.lock"
+if ! flock -n 9; then
+    say "another build is running; waiting for it (up to 60 min)"
+    flock -w 3600 9 || die "timed out waiting for the other sandbox build to finish."
+    if [ "$force" -eq 0 ] && [ "$(image_hash "$IMAGE")" = "$build_hash" ]; then
+        say "sandbox image up to date ($IMAGE, built by the other run)"
+        exit 0
+    fi
+fi
+
+ROOTFS=""
+TMP_WHEELS=""
+cleanup() {
+    if [ -n "$TMP_WHEELS" ] && [ -d "$TMP_WHEELS" ]; then
+        rm -rf "$TMP_WHEELS"
+    fi
+    if [ -n "$ROOTFS" ] && [ -d "$ROOTFS" ]; then
+        # debootstrap may have left /proc, /sys or /dev mounts behind if it failed.
+        local mnt
+        awk -v root="$ROOTFS" 'index($2, root "/") == 1 { print $2 }' /proc/mounts 2>/dev/null \
+            | sort -r | while read -r mnt; do umount -l "$mnt" 2>/dev/null || true; done
+        rm -rf --one-file-system "$ROOTFS" || true
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+image_exists() { timeout 30 docker image inspect "$1" >/dev/null 2>&1; }
+
+# ---------------------------------------------------------------- (b) base
+debian_mirror() {
+    if [ -n "${CODEX_DEBIAN_MIRROR:-}" ]; then
+        printf '%s\n' "$CODEX_DEBIAN_MIRROR"
+        return
+    fi
+    local m="" f
+    # One-line format: deb [options] URI SUITE COMPONENTS...
+    if [ -f /etc/apt/sources.list ]; then
+        m="$(awk -v suite="$DEBIAN_SUITE" '
+            $1 == "deb" {
+                for (i = 2; i <= NF; i++) if ($i ~ /^(https?|ftp|file):/) break
+                if (i < NF && $(i + 1) == suite) { print $i; exit }
+            }' /etc/apt/sources.list)"
+    fi
+    # deb822 format: stanzas with Types/URIs/Suites.
+    if [ -z "$m" ]; then
+        for f in /etc/apt/sources.list.d/*.sources; do
+            [ -f "$f" ] || continue
+            m="$(awk -v suite="$DEBIAN_SUITE" '
+                function flush() {
+                    if (uri != "" && deb && hit && enabled) { print uri; found = 1; exit }
+                    uri = ""; deb = 0; hit = 0; enabled = 1
+                }
+                BEGIN { enabled = 1 }
+                /^[ \t]*$/ { flush(); next }
+                /^#/ { next }
+                tolower($1) == "types:" { for (i = 2; i <= NF; i++) if ($i == "deb") deb = 1 }
+                tolower($1) == "uris:" { uri = $2 }
+                tolower($1) == "suites:" { for (i = 2; i <= NF; i++) if ($i == suite) hit = 1 }
+                tolower($1) == "enabled:" { if (tolower($2) == "no") enabled = 0 }
+                END { if (!found) flush() }' "$f")"
+            [ -n "$m" ] && break
+        done
+    fi
+    printf '%s\n' "${m:-http://deb.debian.org/debian}"
+}
+
+make_debian_base() {
+    if image_exists "$LOCAL_BASE"; then
+        say "reusing the local base $LOCAL_BASE"
+        return
+    fi
+    [ "$(id -u)" -eq 0 ] \
+        || die "making the local base $LOCAL_BASE needs debootstrap as root; run this script as root, or load a python base image into Docker."
+    if ! command -v debootstrap >/dev/null 2>&1; then
+        command -v apt-get >/dev/null 2>&1 || die "debootstrap is missing and apt-get is not available to install it."
+        say "installing debootstrap with apt-get"
+        export DEBIAN_FRONTEND=noninteractive
+        timeout 600 apt-get -o DPkg::Lock::Timeout=120 update -q >/dev/null \
+            || die "'apt-get update' failed while installing debootstrap."
+        timeout 600 apt-get -o DPkg::Lock::Timeout=120 install -y -q --no-install-recommends \
+                debootstrap debian-archive-keyring \
+            || die "'apt-get install debootstrap' failed."
+    fi
+    local mirror dlog
+    mirror="$(debian_mirror)"
+    ROOTFS="$(mktemp -d "${TMPDIR:-/var/tmp}/codex-base.XXXXXX")"
+    dlog="$CACHE_DIR/debootstrap.log"
+    say "making $LOCAL_BASE with debootstrap ($DEBIAN_SUITE, minbase + python3, mirror $mirror; log $dlog)"
+    if ! timeout 1800 debootstrap --variant=minbase --include=python3 \
+            "$DEBIAN_SUITE" "$ROOTFS" "$mirror" >"$dlog" 2>&1; then
+        tail -n 20 "$dlog" >&2 || true
+        die "debootstrap failed (see $dlog); check access to the Debian mirror $mirror."
+    fi
+    # Trim what a sandbox never reads: package caches and lists, docs, man pages, locales.
+    rm -rf "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/cache/apt/*.bin \
+        "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/usr/share/man/* "$ROOTFS"/usr/share/info/* \
+        "$ROOTFS"/usr/share/locale/* "$ROOTFS"/var/log/*.log "$ROOTFS"/var/log/apt/*
+    find "$ROOTFS/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete 2>/dev/null || true
+    find "$ROOTFS/usr/share/doc" -mindepth 1 -type d -empty -delete 2>/dev/null || true
+    say "importing the root file system as $LOCAL_BASE"
+    tar --numeric-owner --one-file-system --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' \
+            -C "$ROOTFS" -c . \
+        | timeout 600 docker import \
+            --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+            --change 'ENV LANG=C.UTF-8' \
+            --change 'CMD ["python3"]' \
+            - "$LOCAL_BASE" >/dev/null \
+        || die "'docker import' of the debootstrap root file system failed."
+    cleanup
+    ROOTFS=""
+}
+
+if image_exists "$BASE_IMAGE"; then
+    base="$BASE_IMAGE"
+    say "base image: $base (present locally)"
+elif say "pulling $BASE_IMAGE (60 s at most)" && timeout 60 docker pull "$BASE_IMAGE"; then
+    base="$BASE_IMAGE"
+    say "base image: $base (pulled)"
+else
+    say "cannot pull $BASE_IMAGE (no registry reachable?); falling back to a local Debian $DEBIAN_SUITE base"
+    make_debian_base
+    base="$LOCAL_BASE"
+    say "base image: $base (debootstrap, Debian's python3)"
+fi
+
+# ---------------------------------------------------------------- (c) wheels
+py_info="$(timeout 120 docker run --rm --network none --entrypoint python3 "$base" -c \
+    'import os, platform, sys; print("%d.%d" % sys.version_info[:2], platform.machine(), os.confstr("CS_GNU_LIBC_VERSION").split()[-1])')" \
+    || die "cannot run python3 in the base image $base; the base must provide python3."
+read -r py_version py_machine glibc_version <<<"$py_info"
+say "base Python $py_version on $py_machine (glibc $glibc_version)"
+
+case "$py_machine" in
+    x86_64|aarch64|ppc64le|s390x) ;;
+    *) die "unsupported machine '$py_machine' in the base image (expected x86_64 or aarch64)." ;;
+esac
+platform_args=(--platform "manylinux2014_$py_machine")
+glibc_minor="${glibc_version#2.}"
+glibc_minor="${glibc_minor%%.*}"
+[[ "$glibc_minor" =~ ^[0-9]+$ ]] || glibc_minor=28
+for ((minor = 17; minor <= glibc_minor; minor++)); do
+    platform_args+=(--platform "manylinux_2_${minor}_${py_machine}")
+done
+
+stamp="python=$py_version machine=$py_machine glibc=$glibc_version packages=${PACKAGES[*]} pip"
+if [ -f "$WHEEL_DIR/.stamp" ] && [ "$(cat "$WHEEL_DIR/.stamp")" = "$stamp" ] \
+        && compgen -G "$WHEEL_DIR/pip-*.whl" >/dev/null; then
+    say "reusing the wheels in sandbox-image/.wheels/ (Python $py_version)"
+else
+    say "downloading wheels for Python $py_version/$py_machine into sandbox-image/.wheels/"
+    TMP_WHEELS="$(mktemp -d "$SCRIPT_DIR/.wheels.tmp.XXXXXX")"
+    # PIP_CONSTRAINT is blanked: a host constraints file pins versions for the
+    # host's Python, not for the image's. Index, mirrors and certificates stay.
+    if ! PIP_CONSTRAINT="" PIP_REQUIRE_VIRTUALENV="" timeout 900 "$PYTHON" -m pip download \
+            --disable-pip-version-check --progress-bar off \
+            --only-binary=:all: --implementation cp --python-version "$py_version" \
+            "${platform_args[@]}" -d "$TMP_WHEELS" "${PACKAGES[@]}" pip; then
+        die "'pip download' of the sandbox wheels failed (is PyPI reachable and '$PYTHON -m pip' installed?)."
+    fi
+    printf '%s\n' "$stamp" >"$TMP_WHEELS/.stamp"
+    rm -rf "$WHEEL_DIR"
+    mv "$TMP_WHEELS" "$WHEEL_DIR"
+    TMP_WHEELS=""
+fi
+compgen -G "$WHEEL_DIR/pip-*.whl" >/dev/null || die "no pip wheel in sandbox-image/.wheels/; delete that folder and retry."
+
+# ---------------------------------------------------------------- (d) build
+candidate="codex-sandbox-candidate:$build_hash"
+build_log="$CACHE_DIR/sandbox-build.log"
+build_args=(
+    --build-arg "BASE_IMAGE=$base"
+    --build-arg "SANDBOX_PACKAGES=${PACKAGES[*]}"
+    --label "$HASH_LABEL=$build_hash"
+    --label "org.codex.base-image=$base"
+    -t "$candidate"
+    .
+)
+say "building $IMAGE on $base (network none; log $build_log)"
+if ! timeout 1800 docker build --network none "${build_args[@]}" 2>&1 | tee "$build_log"; then
+    if grep -qiE 'network (mode|none)|--network|networkmode' "$build_log"; then
+        say "the engine refused --network none; building with its default network"
+        timeout 1800 docker build "${build_args[@]}" 2>&1 | tee "$build_log" \
+            || die "docker build failed; see the output above (also in $build_log)."
+    else
+        die "docker build failed; see the output above (also in $build_log)."
+    fi
+fi
+
+# ---------------------------------------------------------------- (e) smoke
+say "smoke check: read-only root, tmpfs /tmp, uid 1000, no network"
+smoke="$(timeout 120 docker run --rm --network none --read-only --tmpfs /tmp --user 1000:1000 \
+    "$candidate" python3 -c "import numpy, pandas, matplotlib.pyplot; print('ok')" 2>&1)" || true
+if [ "$(printf '%s' "$smoke" | tail -n 1)" != ok ]; then
+    printf '%s\n' "$smoke" >&2
+    timeout 60 docker image rm "$candidate" >/dev/null 2>&1 || true
+    die "the new image failed its smoke check (output above); $IMAGE was left unchanged."
+fi
+timeout 60 docker tag "$candidate" "$IMAGE" || die "cannot tag the new image as $IMAGE."
+timeout 60 docker image rm "$candidate" >/dev/null 2>&1 || true
+# Drop untagged images left behind: earlier sandbox images and install stages.
+for label in org.codex.sandbox=1 org.codex.sandbox-stage=install; do
+    timeout 120 docker image prune -f --filter "label=$label" >/dev/null 2>&1 || true
+done
+
+size="$(timeout 30 docker image inspect --format '{{.Size}}' "$IMAGE" 2>/dev/null || echo 0)"
+say "built $IMAGE (base $base, Python $py_version, $((size / 1000000)) MB, hash $build_hash) in $((SECONDS - start_time)) s"

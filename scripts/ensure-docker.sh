@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Make sure a Docker engine answers on this machine.
+#
+#   scripts/ensure-docker.sh
+#
+# Idempotent and bounded in time:
+#   * if `docker info` answers, exit 0 at once;
+#   * if the engine is not installed and we are root, install Debian's
+#     docker.io with apt-get (non-interactive);
+#   * start dockerd in the background (log: $CODEX_DOCKERD_LOG, by default
+#     /var/log/codex-dockerd.log, or .cache/dockerd.log when /var/log is not
+#     writable) and wait up to $CODEX_DOCKER_WAIT seconds (default 40) for it.
+# Exits non-zero with one clear sentence when Docker cannot be made to work.
+set -euo pipefail
+
+WAIT_SECONDS="${CODEX_DOCKER_WAIT:-40}"
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+log() { printf 'ensure-docker: %s\n' "$*" >&2; }
+die() { printf 'ensure-docker: ERROR: %s\n' "$*" >&2; exit 1; }
+
+dockerd_running() {
+    # No dependency on procps: look at /proc directly.
+    local comm
+    for comm in /proc/[0-9]*/comm; do
+        [ "$(cat "$comm" 2>/dev/null)" = dockerd ] && return 0
+    done
+    return 1
+}
+
+docker_answers() {
+    command -v docker >/dev/null 2>&1 || return 1
+    timeout 10 docker info >/dev/null 2>&1
+}
+
+if docker_answers; then
+    exit 0
+fi
+
+is_root=0
+[ "$(id -u)" -eq 0 ] && is_root=1
+
+# 1. Install the engine if it is missing.
+if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
+    if [ "$is_root" -ne 1 ]; then
+        die "Docker is not installed; run this script as root (or run 'sudo apt-get install -y docker.io') to install it."
+    fi
+    command -v apt-get >/dev/null 2>&1 \
+        || die "Docker is not installed and apt-get is not available; install a Docker engine by hand."
+    log "installing docker.io with apt-get (this takes a minute or two)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt_opts=(-o DPkg::Lock::Timeout=120 -o Acquire::Retries=3)
+    timeout 600 apt-get "${apt_opts[@]}" update -q \
+        || die "'apt-get update' failed; check the network access to the Debian mirror."
+    # With recommends (apparmor, cgroupfs-mount, ...), as on the machines where it was tried.
+    timeout 900 apt-get "${apt_opts[@]}" install -y -q docker.io \
+        || die "'apt-get install docker.io' failed; see the apt output above."
+    hash -r
+    command -v dockerd >/dev/null 2>&1 || die "docker.io was installed but 'dockerd' is still not on PATH."
+fi
+
+# 2. Start the daemon unless one is already running (perhaps still starting).
+if [ "$is_root" -ne 1 ]; then
+    if [ -S /var/run/docker.sock ]; then
+        die "The Docker daemon runs but does not answer to user $(id -un); add this user to the 'docker' group or run as root."
+    fi
+    die "The Docker daemon is not running; start it as root (for example 'sudo scripts/ensure-docker.sh')."
+fi
+
+if [ -n "${CODEX_DOCKERD_LOG:-}" ]; then
+    DOCKERD_LOG="$CODEX_DOCKERD_LOG"
+elif [ -w /var/log ]; then
+    DOCKERD_LOG=/var/log/codex-dockerd.log
+else
+    mkdir -p "$REPO_ROOT/.cache"
+    DOCKERD_LOG="$REPO_ROOT/.cache/dockerd.log"
+fi
+
+if dockerd_running; then
+    log "a dockerd process is already running; waiting for it to answer"
+else
+    log "starting dockerd in the background (log: $DOCKERD_LOG)"
+    printf '\n==== %s: started by scripts/ensure-docker.sh ====\n' "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" >>"$DOCKERD_LOG"
+    # setsid + nohup: the daemon survives the end of this shell and of its session.
+    setsid nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+fi
+
+# 3. Wait, bounded, for `docker info`.
+deadline=$((SECONDS + WAIT_SECONDS))
+while [ "$SECONDS" -lt "$deadline" ]; do
+    if docker_answers; then
+        log "Docker engine is ready ($(timeout 10 docker info --format '{{.ServerVersion}}' 2>/dev/null || echo '?'))"
+        exit 0
+    fi
+    sleep 1
+done
+
+printf 'ensure-docker: ERROR: dockerd did not answer within %ss; last lines of %s:\n' "$WAIT_SECONDS" "$DOCKERD_LOG" >&2
+tail -n 20 "$DOCKERD_LOG" >&2 2>/dev/null || true
+exit 1
