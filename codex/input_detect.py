@@ -3,48 +3,77 @@
 The proc detector walks the execution's process tree from the supervisor's host PID
 (every task of every process, children through ``/proc/<pid>/task/<tid>/children``) and
 reads each task's current system call from ``/proc/<pid>/task/<tid>/syscall``. A task
-is waiting for input when it sits in ``read``/``readv``/``pread64`` on a descriptor
-that is the session's terminal (``/dev/tty`` included, which is how ``getpass`` reads).
+waits for input when it sits in
+
+- ``read``/``readv``/``pread64`` on a descriptor that is the session's terminal
+  (``/dev/tty`` included, which is how ``getpass`` reads), or
+- ``select``/``pselect6``/``poll``/``ppoll``/``epoll_wait``/``epoll_pwait(2)`` with no
+  timeout, watching the terminal for reading (the descriptor sets are read from
+  ``/proc/<pid>/mem``, an epoll set's members from ``/proc/<pid>/fdinfo``).
+
 A read with data already waiting never blocks, so type-ahead never looks like a prompt,
 and a program sleeping after printing ``Enter:`` is in ``clock_nanosleep``, not ``read``.
 
-This needs the server to see the sandbox's processes (same PID namespace as the engine,
-and root or CAP_SYS_PTRACE). Where it cannot, :class:`HeuristicDetector` guesses from
-the output instead: see docs/api.md for its precision.
+This needs the server to see the sandbox's processes (the engine's PID namespace, and
+root or CAP_SYS_PTRACE). Where it cannot, the session falls back to the heuristic in
+:func:`heuristic_waiting`; docs/terminal.md states the precision of both.
 """
 
 from __future__ import annotations
 
+import array
+import fcntl
 import os
 import platform
+import stat
+import struct
+import termios
 from dataclasses import dataclass
 
-# System call numbers that read a descriptor, per architecture.
-_READ_CALLS = {
-    "x86_64": {0: "read", 17: "pread64", 19: "readv"},
-    "aarch64": {63: "read", 65: "readv", 67: "pread64"},
-}.get(platform.machine(), {})
+READ, SELECT, PSELECT, POLL, PPOLL, EPOLL, EPOLL2 = range(7)
+
+# System call numbers per architecture, with how their arguments name descriptors.
+_CALLS = {
+    "x86_64": {
+        0: READ, 17: READ, 19: READ,
+        23: SELECT, 270: PSELECT, 7: POLL, 271: PPOLL,
+        232: EPOLL, 281: EPOLL, 441: EPOLL2,
+    },
+    "aarch64": {
+        63: READ, 65: READ, 67: READ,
+        72: PSELECT, 73: PPOLL, 22: EPOLL, 441: EPOLL2,
+    },
+}.get(platform.machine(), {})  # fmt: skip
 
 MAX_TASKS = 512  # a fork bomb must not turn one poll into an unbounded walk
+MAX_FDS = 1024  # descriptors inspected per select/poll call
+POLLIN_MASK = 0x1 | 0x2  # POLLIN | POLLPRI
+EPOLLIN_MASK = 0x1 | 0x2
+PTY_SLAVE_MAJORS = range(136, 144)  # UNIX98 pty slaves
 
 
 @dataclass(frozen=True)
 class Block:
-    """One blocking read: which task, and which of its sleeps (context switches)."""
+    """One blocking wait: which task, in which call, and which of its sleeps.
+
+    ``switches`` (voluntary context switches) tells two waits of one task apart: a
+    new read after an answer is a new sleep, hence a new event.
+    """
 
     pid: int
     tid: int
-    fd: int
+    call: int
     switches: int
 
 
 def proc_detector_available() -> bool:
-    if not _READ_CALLS:
+    if not _CALLS:
         return False
+    me = os.getpid()
     try:
-        with open(f"/proc/{os.getpid()}/task/{os.getpid()}/syscall") as f:
+        with open(f"/proc/{me}/task/{me}/syscall") as f:
             f.read()
-        return os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
+        return os.path.exists(f"/proc/{me}/task/{me}/children")
     except OSError:
         return False
 
@@ -69,7 +98,7 @@ class ProcDetector:
         return self.terminal is not None
 
     def poll(self) -> Block | None:
-        """The first task found blocked reading the session's terminal, if any."""
+        """The first task found waiting on the session's terminal, if any."""
         pending = [self.root_pid]
         seen = 0
         while pending and seen < MAX_TASKS:
@@ -91,19 +120,110 @@ class ProcDetector:
 
     def _blocked(self, pid: int, tid: int, base: str) -> Block | None:
         text = _read(base + "/syscall")
-        if not text:
-            return None
+        if not text or not text[0].isdigit():
+            return None  # "running", or a kernel thread
         parts = text.split()
-        if not parts or not parts[0].isdigit() or int(parts[0]) not in _READ_CALLS:
+        kind = _CALLS.get(int(parts[0]))
+        if kind is None:
             return None
-        fd = int(parts[1], 16)
+        args = [int(a, 16) for a in parts[1:7]]
+        if kind == READ:
+            waiting = self._is_terminal(pid, args[0])
+        elif kind in (SELECT, PSELECT):
+            waiting = args[4] == 0 and self._select_watches(pid, args[0], args[1])
+        elif kind in (POLL, PPOLL):
+            no_timeout = args[2] == 0 if kind == PPOLL else _int32(args[2]) < 0
+            waiting = no_timeout and self._poll_watches(pid, args[0], args[1])
+        else:
+            no_timeout = args[3] == 0 if kind == EPOLL2 else _int32(args[3]) < 0
+            waiting = no_timeout and self._epoll_watches(pid, args[0])
+        if not waiting:
+            return None
+        return Block(pid, tid, int(parts[0]), _switches(base))
+
+    def _is_terminal(self, pid: int, fd: int) -> bool:
         try:
             target = os.readlink(f"/proc/{pid}/fd/{fd}")
         except OSError:
-            return None
-        if target != self.terminal and target != "/dev/tty":
-            return None
-        return Block(pid, tid, fd, _switches(base))
+            return False
+        return target == self.terminal or target == "/dev/tty"
+
+    def _select_watches(self, pid: int, nfds: int, readfds: int) -> bool:
+        if readfds == 0 or not 0 < nfds <= MAX_FDS:
+            return False
+        raw = _peek(pid, readfds, (nfds + 7) // 8)
+        if raw is None:
+            return False
+        for fd in range(nfds):
+            if raw[fd // 8] >> (fd % 8) & 1 and self._is_terminal(pid, fd):
+                return True
+        return False
+
+    def _poll_watches(self, pid: int, fds: int, nfds: int) -> bool:
+        if fds == 0 or not 0 < nfds <= MAX_FDS:
+            return False
+        raw = _peek(pid, fds, 8 * nfds)
+        if raw is None:
+            return False
+        for fd, events, _ in struct.iter_unpack("ihh", raw):
+            if fd >= 0 and events & POLLIN_MASK and self._is_terminal(pid, fd):
+                return True
+        return False
+
+    def _epoll_watches(self, pid: int, epfd: int) -> bool:
+        info = _read(f"/proc/{pid}/fdinfo/{epfd}") or ""
+        for line in info.splitlines():
+            if not line.startswith("tfd:"):
+                continue
+            fields = line.split()
+            try:
+                fd = int(fields[1])
+                events = int(fields[3], 16)
+            except (IndexError, ValueError):
+                continue
+            if events & EPOLLIN_MASK and self._is_terminal(pid, fd):
+                return True
+        return False
+
+    def terminal_state(self) -> tuple[bool | None, int]:
+        """(echo on?, bytes the program wrote that the engine has not read yet).
+
+        Opens the terminal through the supervisor's own descriptor (a pty slave,
+        checked before any ioctl) and closes it at once: a held slave would keep the
+        terminal's stream from ending.
+        """
+        try:
+            fd = os.open(f"/proc/{self.root_pid}/fd/0", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError:
+            return None, 0
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISCHR(st.st_mode) or os.major(st.st_rdev) not in PTY_SLAVE_MAJORS:
+                return None, 0
+            echo = bool(termios.tcgetattr(fd)[3] & termios.ECHO)
+            queued = array.array("i", [0])
+            fcntl.ioctl(fd, termios.TIOCOUTQ, queued)
+            return echo, queued[0]
+        except OSError:
+            return None, 0
+        finally:
+            os.close(fd)
+
+
+def _int32(value: int) -> int:
+    """A C int argument as the kernel sees it (registers may carry garbage above)."""
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def _peek(pid: int, address: int, size: int) -> bytes | None:
+    try:
+        with open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
+            mem.seek(address)
+            data = mem.read(size)
+    except (OSError, OverflowError, ValueError):
+        return None
+    return data if len(data) == size else None
 
 
 def _terminal_of(pid: int) -> str | None:
@@ -111,7 +231,7 @@ def _terminal_of(pid: int) -> str | None:
         target = os.readlink(f"/proc/{pid}/fd/0")
     except OSError:
         return None
-    return target if target.startswith("/dev/pts/") or target == "/dev/tty" else None
+    return target if target.startswith("/dev/pts/") else None
 
 
 def _switches(base: str) -> int:
@@ -122,10 +242,12 @@ def _switches(base: str) -> int:
     return 0
 
 
-class HeuristicDetector:
-    """Fallback when the processes cannot be seen: the output went quiet on a line that
-    does not end in a newline. It misses prompts that end in a newline and fires for a
-    program that prints a partial line and then computes or sleeps."""
+HEURISTIC_QUIET_SECONDS = 0.3
 
-    name = "heuristic"
-    quiet_seconds = 0.3
+
+def heuristic_waiting(prompt: str, quiet_for: float) -> bool:
+    """The fallback when the processes cannot be seen: output went quiet for a while
+    on a line that does not end in a newline. It misses prompts that end in a newline
+    (``input()`` after ``print("Name:")``) and fires for a program that prints a partial
+    line and then computes or sleeps."""
+    return quiet_for >= HEURISTIC_QUIET_SECONDS and prompt.strip() != ""

@@ -25,16 +25,20 @@ from codex.errors import (
     SessionNotFound,
 )
 from codex.eventlog import COMPLETE, ERROR, INPUT_REQUIRED, OUTPUT, Entry, EventLog
-from codex.input_detect import Block, ProcDetector
+from codex.input_detect import (
+    HEURISTIC_QUIET_SECONDS,
+    Block,
+    ProcDetector,
+    heuristic_waiting,
+)
 from codex.languages import SyntaxProblem, check_syntax
 from codex.runtime.base import ExecSpec, Execution, ExitInfo, Runtime
-from codex.terminal import prompt_from_tail
+from codex.terminal import TerminalModel
 
 log = logging.getLogger(__name__)
 
 FRAME_CHARS = 16 * 1024  # largest `output` message
 FLUSH_DELAY = 0.02  # output waits at most this long to be coalesced with more
-TAIL_CHARS = 4096  # output kept for the prompt line
 
 STARTING, RUNNING, FINISHED = "starting", "running", "finished"
 
@@ -70,6 +74,7 @@ class Session:
         self.state = STARTING
         self.created_at = time.time()
         self.rows, self.cols = settings.term_rows, settings.term_cols
+        self.terminal = TerminalModel(self.rows, self.cols)
         self.log = EventLog(max_chars=2 * settings.output_limit_bytes + 65536)
         self.result: dict[str, Any] | None = None
         self.waiting: Entry | None = None
@@ -90,7 +95,6 @@ class Session:
         self._flush_handle: asyncio.TimerHandle | None = None
         self._last_flush = 0.0
         self._expect_echo = ""
-        self._tail = ""
         self._last_output = 0.0
         self._queued_input: list[bytes] = []
         self._fired: Block | None = None
@@ -142,6 +146,7 @@ class Session:
 
     async def resize(self, rows: int, cols: int) -> None:
         self.rows, self.cols = rows, cols
+        self.terminal.resize(rows, cols)
         if self._execution is not None and not self.finished:
             await self._execution.resize(rows, cols)
 
@@ -162,6 +167,7 @@ class Session:
             "prompt": self.waiting.payload.get("prompt") if self.waiting else None,
             "detector": self.detector_name,
             "outputBytes": self.output_bytes,
+            "screen": self.terminal.snapshot(),
             "result": self.result,
         }
 
@@ -264,7 +270,7 @@ class Session:
     def _add_text(self, text: str) -> None:
         now = time.monotonic()
         self._last_output = now
-        self._tail = (self._tail + text)[-TAIL_CHARS:]
+        self.terminal.append(text)
         if self._expect_echo:
             matched = 0
             limit = min(len(text), len(self._expect_echo))
@@ -311,18 +317,11 @@ class Session:
     async def _watch_input(self) -> None:
         assert self._execution is not None
         interval = self.settings.detector_interval_ms / 1000
-        detector: ProcDetector | None = None
-        for _ in range(400):  # the host PID is known within ms of the start
-            pid = self._execution.root_pid()
-            if pid is not None:
-                candidate = ProcDetector(pid)
-                if candidate.usable:
-                    detector = candidate
-                break
-            await asyncio.sleep(0.005)
+        detector = await self._proc_detector()
         if detector is None:
-            self.detector_name = "none"
-            log.info("session %s: the program's processes are not visible", self.id[:8])
+            self.detector_name = "heuristic"
+            log.info("session %s: processes not visible, heuristic detector", self.id[:8])
+            await self._watch_heuristically()
             return
         self.detector_name = detector.name
         while True:
@@ -331,26 +330,51 @@ class Session:
             if block is None:
                 self.waiting = None
                 continue
-            if self.waiting is not None or self._same_wait(block):
+            if self.waiting is not None or block == self._fired:
                 continue
-            # Bytes the program wrote before it blocked may still be on their way from
-            # the engine: let the output task take them, then check again.
+            # Bytes written before the block may still be on their way from the
+            # engine: let the output task take them, and fire only once nothing is
+            # queued on the terminal and the program is still waiting.
             await asyncio.sleep(0.004)
+            echo, queued = detector.terminal_state()
+            if queued or time.monotonic() - self._last_output < 0.004:
+                continue
             if detector.poll() != block:
                 continue
-            self._fire_input_required(block)
+            self._fired = block
+            self._fire_input_required(password=echo is False)
 
-    def _same_wait(self, block: Block) -> bool:
-        return self._fired is not None and self._fired == block
+    async def _proc_detector(self) -> ProcDetector | None:
+        assert self._execution is not None
+        for _ in range(400):  # the host PID is known within ms of the start
+            pid = self._execution.root_pid()
+            if pid is not None:
+                detector = ProcDetector(pid)
+                return detector if detector.usable else None
+            await asyncio.sleep(0.005)
+        return None
 
-    def _fire_input_required(self, block: Block) -> None:
+    async def _watch_heuristically(self) -> None:
+        fired_at = -1
+        while True:
+            await asyncio.sleep(0.1)
+            if self.waiting is not None or fired_at == self.output_bytes:
+                continue
+            quiet = time.monotonic() - self._last_output
+            if quiet >= HEURISTIC_QUIET_SECONDS and heuristic_waiting(
+                self.terminal.prompt(), quiet
+            ):
+                fired_at = self.output_bytes
+                self._fire_input_required(password=False)
+
+    def _fire_input_required(self, *, password: bool) -> None:
         self._flush()
-        self._fired = block
         self.waiting = self.log.append(
             INPUT_REQUIRED,
             payload={
                 "sessionId": self.id,
-                "prompt": prompt_from_tail(self._tail),
+                "prompt": self.terminal.prompt(),
+                "password": password,
                 "detector": self.detector_name,
             },
         )

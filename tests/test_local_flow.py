@@ -14,7 +14,7 @@ async def test_hello_input_and_runtime_error() -> None:
         t = await h.run('print("hi")\nname = input("Name? ")\nprint("hello", name)\n1/0\n', ["Bob"])
     assert t.output.startswith("hi\r\nName? hello Bob\r\nTraceback")
     assert t.named("input_required") == [
-        {"sessionId": t.session_id, "prompt": "Name? ", "detector": "proc"}
+        {"sessionId": t.session_id, "prompt": "Name? ", "password": False, "detector": "proc"}
     ]
     assert t.named("error")[0]["error"] == "ZeroDivisionError: division by zero"
     assert t.named("error")[0]["line"] == 4

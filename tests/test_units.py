@@ -9,7 +9,7 @@ import pytest
 
 from codex.eventlog import COMPLETE, INPUT_REQUIRED, OUTPUT, EventLog
 from codex.runtime.base import RESULT_END, RESULT_OSC, ResultScanner
-from codex.terminal import prompt_from_tail
+from codex.terminal import TerminalModel
 from codex.transport.follow import merge_output
 
 NONCE = "0123456789abcdef"
@@ -40,12 +40,60 @@ def test_scanner_ignores_a_record_with_another_nonce() -> None:
     assert scanner.result is None
 
 
-def test_prompt_from_tail() -> None:
-    assert prompt_from_tail("line one\r\nName? ") == "Name? "
-    assert prompt_from_tail("\x1b[1;32mName?\x1b[0m ") == "Name? "
-    assert prompt_from_tail("progress 10%\rprogress 99%\rAnswer: ") == "Answer: "
-    assert prompt_from_tail("\x1b]0;title\x07>>> ") == ">>> "
-    assert prompt_from_tail("done\r\n") == ""
+def prompt_of(*chunks: str, rows: int = 24, cols: int = 80) -> str:
+    model = TerminalModel(rows, cols)
+    for chunk in chunks:
+        model.append(chunk)
+    return model.prompt()
+
+
+def test_prompt_is_the_cursor_line_as_shown() -> None:
+    assert prompt_of("line one\r\nName? ") == "Name? "
+    assert prompt_of("\x1b[1;32mName?\x1b[0m ") == "Name? "
+    assert prompt_of("progress 10%\rprogress 99%\rAnswer: ") == "Answer: "
+    assert prompt_of("done\r\n") == ""
+    assert prompt_of("abc\x1b[2D") == "a"  # cursor moved back: only what precedes it
+    assert prompt_of("名前は? ") == "名前は? "  # wide characters once, not padded
+
+
+def test_prompt_survives_pyte_traps() -> None:
+    # An unterminated OSC would swallow all that follows it.
+    model = TerminalModel(24, 80)
+    model.append("\x1b]0;title never ends")
+    assert model.prompt() == ""
+    model.append("x" * 5000 + "\r\nName? ")
+    assert model.prompt() == "Name? "
+    assert prompt_of("\x1b]0;title\x07>>> ") == ">>> "
+    assert prompt_of("\x1b]52;c;aGVsbG8=\x1b\\Go: ") == "Go: "
+    # A title split across reads is still removed whole.
+    assert prompt_of("\x1b]0;ti", "tle\x07Q? ") == "Q? "
+    # U+200D inside a text run.
+    assert prompt_of("👩\u200d💻 ready? ") == "👩💻 ready? "
+    # Absurd CSI parameters are dropped instead of parsed.
+    assert prompt_of("\x1b[" + "9" * 5000 + "Cok? ") == "ok? "
+    # A full-screen program on the alternate screen, then back to the prompt.
+    assert prompt_of("before\r\nAsk: ", "\x1b[?1049h\x1b[2J\x1b[Hfull screen", "\x1b[?1049l") == (
+        "Ask: "
+    )
+
+
+def test_screen_snapshot_and_resize() -> None:
+    model = TerminalModel(5, 20)
+    model.append("one\r\ntwo\r\nthree? ")
+    snap = model.snapshot()
+    assert snap["lines"][:3] == ["one", "two", "three?"]
+    assert snap["cursor"] == {"row": 2, "col": 7, "hidden": False}
+    model.resize(10, 40)
+    assert model.snapshot()["rows"] == 10 and len(model.snapshot()["lines"]) == 10
+
+
+def test_screen_model_reads_only_the_tail_of_a_flood() -> None:
+    model = TerminalModel(24, 80)
+    for i in range(20000):
+        model.append(f"line {i}\r\n")
+    model.append("last? ")
+    assert model.prompt() == "last? "
+    assert "line 19999" in model.snapshot()["lines"][-2]
 
 
 def test_event_log_bounded_and_sequenced() -> None:
