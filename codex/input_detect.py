@@ -154,10 +154,9 @@ class ProcDetector:
         raw = _peek(pid, readfds, (nfds + 7) // 8)
         if raw is None:
             return False
-        for fd in range(nfds):
-            if raw[fd // 8] >> (fd % 8) & 1 and self._is_terminal(pid, fd):
-                return True
-        return False
+        return any(
+            raw[fd // 8] >> (fd % 8) & 1 and self._is_terminal(pid, fd) for fd in range(nfds)
+        )
 
     def _poll_watches(self, pid: int, fds: int, nfds: int) -> bool:
         if fds == 0 or not 0 < nfds <= MAX_FDS:

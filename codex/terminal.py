@@ -37,7 +37,7 @@ _UNFINISHED = re.compile(
 _ALT_SCREEN_MODES = {1049 << 5, 1047 << 5, 47 << 5}
 
 
-class _Screen(pyte.Screen):  # type: ignore[misc]
+class _Screen(pyte.Screen):
     """A pyte screen with an alternate screen buffer."""
 
     def __init__(self, columns: int, lines: int) -> None:
