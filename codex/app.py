@@ -16,6 +16,7 @@ from codex.http_api import NotFoundHandler, routes
 from codex.runtime.base import Runtime
 from codex.sessions import SessionRegistry
 from codex.transport.socketio import SocketIOTransport
+from codex.transport.terminal_ws import routes as terminal_routes
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class CodexApp:
         handlers: list[tuple[str, type[tornado.web.RequestHandler], dict[str, object]]] = [
             (r"/socket\.io/", self.socketio.handler(), {}),
             *routes(self.registry),
+            *terminal_routes(self.registry),
             (
                 r"/()",
                 tornado.web.StaticFileHandler,

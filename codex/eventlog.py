@@ -27,6 +27,16 @@ class Entry:
     # event views (whose frontend echoes the answer itself) do not.
     echo: bool = False
     payload: dict[str, Any] = field(default_factory=dict)
+    # Output chars appended to the log up to the end of this entry (never decreases):
+    # how far behind a reader is, in chars, is ``log.total_chars - entry.upto``.
+    upto: int = 0
+
+
+@dataclass(eq=False)
+class Follower:
+    """A reader of the log (one client of one session)."""
+
+    delivered: int = 0  # output chars of the log delivered so far
 
 
 class EventLog:
@@ -38,6 +48,7 @@ class EventLog:
         self.next_seq = 0
         self.closed = False
         self.dropped_chars = 0
+        self.total_chars = 0
         self._changed: asyncio.Future[None] | None = None
 
     def append(
@@ -48,7 +59,8 @@ class EventLog:
         echo: bool = False,
         payload: dict[str, Any] | None = None,
     ) -> Entry:
-        entry = Entry(self.next_seq, kind, text, echo, payload or {})
+        self.total_chars += len(text)
+        entry = Entry(self.next_seq, kind, text, echo, payload or {}, self.total_chars)
         self.next_seq += 1
         self._entries.append(entry)
         self._chars += len(text)
@@ -61,6 +73,13 @@ class EventLog:
             self.closed = True
         self._wake()
         return entry
+
+    def seq_at(self, chars: int) -> int:
+        """The first retained entry whose output ends after ``chars``."""
+        for e in self._entries:
+            if e.upto > chars:
+                return e.seq
+        return self.next_seq
 
     def since(self, seq: int) -> list[Entry]:
         start = max(seq, self.first_seq) - self.first_seq

@@ -24,7 +24,7 @@ from codex.errors import (
     SessionFinished,
     SessionNotFound,
 )
-from codex.eventlog import COMPLETE, ERROR, INPUT_REQUIRED, OUTPUT, Entry, EventLog
+from codex.eventlog import COMPLETE, ERROR, INPUT_REQUIRED, OUTPUT, Entry, EventLog, Follower
 from codex.input_detect import (
     HEURISTIC_QUIET_SECONDS,
     Block,
@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 FRAME_CHARS = 16 * 1024  # largest `output` message
 FLUSH_DELAY = 0.02  # output waits at most this long to be coalesced with more
+# The controlling client may trail this many chars before the program is paused.
+HIGH_WATER = 256 * 1024
 
 STARTING, RUNNING, FINISHED = "starting", "running", "finished"
 
@@ -76,6 +78,9 @@ class Session:
         self.rows, self.cols = settings.term_rows, settings.term_cols
         self.terminal = TerminalModel(self.rows, self.cols)
         self.log = EventLog(max_chars=2 * settings.output_limit_bytes + 65536)
+        # Clients reading the log, oldest first; the oldest one sets the pace.
+        self.followers: list[Follower] = []
+        self._progress = asyncio.Event()  # set when a follower delivers or leaves
         self.result: dict[str, Any] | None = None
         self.waiting: Entry | None = None
         self.detector_name = "none"
@@ -194,6 +199,8 @@ class Session:
             try:
                 async for chunk in self._execution.output():
                     self._on_bytes(chunk)
+                    if self._controller_lag() > HIGH_WATER:
+                        await self._wait_for_controller()
             finally:
                 self._ended_mono = time.monotonic()
                 detector.cancel()
@@ -218,6 +225,24 @@ class Session:
                 except Exception:
                     log.exception("session %s: cleanup failed", self.id[:8])
 
+    def _controller_lag(self) -> int:
+        if not self.followers:
+            return 0
+        return self.log.total_chars - self.followers[0].delivered
+
+    async def _wait_for_controller(self) -> None:
+        """Stop reading the terminal until the controlling client catches up: the
+        engine's buffers fill and the program blocks in write(), costing nothing."""
+        self._flush()
+        while self._controller_lag() > HIGH_WATER // 2 and self._kill_reason is None:
+            self._progress.clear()
+            await self._progress.wait()
+
+    def delivered(self, follower: Follower, upto: int) -> None:
+        """A follower delivered output up to ``upto`` chars of the log."""
+        follower.delivered = upto
+        self._progress.set()
+
     async def _deliver_queued_input(self) -> None:
         assert self._execution is not None
         if self._stdin:
@@ -235,6 +260,7 @@ class Session:
         if self.finished or self._kill_reason is not None:
             return
         self._kill_reason = reason
+        self._progress.set()
         # Still starting: the run kills the container as soon as it exists.
         if self._execution is not None:
             self._background(self._execution.kill())

@@ -24,6 +24,8 @@ from typing import Any
 import pyte
 import pyte.modes
 
+from codex.errors import field_error
+
 BACKLOG = 16 * 1024  # chars kept for the screen: several full screens
 MAX_HELD = 4096  # an escape string longer than this unterminated is garbage
 
@@ -35,6 +37,17 @@ _UNFINISHED = re.compile(
     r"(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*\x1b?$|\x1b\[[0-?]*[ -/]*$|\x1b$"
 )
 _ALT_SCREEN_MODES = {1049 << 5, 1047 << 5, 47 << 5}
+
+
+MAX_DIMENSION = 1000
+
+
+def valid_size(rows: object, cols: object) -> tuple[int, int]:
+    """A terminal size from a client, or the error naming the bad field."""
+    for name, value in (("rows", rows), ("cols", cols)):
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_DIMENSION:
+            raise field_error(name, f"an integer from 1 to {MAX_DIMENSION}")
+    return rows, cols  # type: ignore[return-value]
 
 
 class _Screen(pyte.Screen):

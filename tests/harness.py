@@ -11,6 +11,7 @@ from typing import Any
 
 import socketio
 import tornado.httpclient
+import tornado.websocket
 
 from codex.app import CodexApp
 from codex.config import Settings
@@ -125,6 +126,11 @@ class Harness:
             await asyncio.wait_for(done.wait(), timeout)
         return transcript
 
+    async def terminal(self, session_id: str, *, raw: bool = False) -> TerminalClient:
+        url = self.base_url.replace("http", "ws", 1) + f"/ws/terminal/{session_id}"
+        conn = await tornado.websocket.websocket_connect(url + ("/raw" if raw else ""))
+        return TerminalClient(conn, raw)
+
     async def wait_finished(self, session_id: str, timeout: float = 30) -> dict[str, Any]:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
@@ -133,6 +139,51 @@ class Harness:
                 return dict(resp.body)
             assert asyncio.get_running_loop().time() < deadline, resp.body
             await asyncio.sleep(0.05)
+
+
+class TerminalClient:
+    """A terminado-protocol (or raw) WebSocket client that keeps what it received."""
+
+    def __init__(self, conn: tornado.websocket.WebSocketClientConnection, raw: bool) -> None:
+        self.conn = conn
+        self.raw = raw
+        self.messages: list[Any] = []
+        self.closed = False
+
+    @property
+    def screen_text(self) -> str:
+        if self.raw:
+            return "".join(m for m in self.messages if isinstance(m, str))
+        return "".join(m[1] for m in self.messages if m[0] == "stdout")
+
+    def named(self, name: str) -> list[Any]:
+        return [m[1] for m in self.messages if not self.raw and m[0] == name]
+
+    async def send(self, *message: Any) -> None:
+        if self.raw:
+            await self.conn.write_message(message[0])
+        else:
+            await self.conn.write_message(json.dumps(list(message)))
+
+    async def read_until(self, predicate: Any, timeout: float = 20) -> None:
+        """Read messages until predicate(self) holds (or the server closes)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate(self):
+            assert not self.closed, f"closed before the condition held: {self.messages}"
+            remaining = deadline - loop.time()
+            assert remaining > 0, f"timed out; got {self.messages}"
+            msg = await asyncio.wait_for(self.conn.read_message(), remaining)
+            if msg is None:
+                self.closed = True
+                continue
+            self.messages.append(msg if self.raw else json.loads(msg))
+
+    async def read_to_end(self, timeout: float = 20) -> None:
+        await self.read_until(lambda c: c.closed or (not c.raw and c.named("disconnect")), timeout)
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 @contextlib.asynccontextmanager

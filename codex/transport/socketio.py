@@ -23,6 +23,7 @@ from codex.eventlog import OUTPUT, Entry
 from codex.http_api import parse_execute
 from codex.origins import origin_allowed
 from codex.sessions import FRAME_CHARS, Session, SessionRegistry
+from codex.terminal import valid_size
 from codex.transport.follow import follow, merge_output
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,7 @@ class SocketIOTransport:
     async def on_resize(self, sid: str, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise BadRequest("`resize` takes an object {rows, cols}.")
-        rows, cols = _dimension(data, "rows"), _dimension(data, "cols")
+        rows, cols = valid_size(data.get("rows"), data.get("cols"))
         session = self._target(sid, data)
         await session.resize(rows, cols)
         return {"sessionId": session.id}
@@ -185,10 +186,26 @@ class SocketIOTransport:
                 else:
                     await self.sio.emit(kind, body, to=sid)
 
+            await _drain_queue(self.sio, sid)
+
         try:
             await follow(session, send, include_echo=False)
         except asyncio.CancelledError:
             pass  # the client left or joined again: a normal end
+
+
+QUEUE_HIGH = 16  # engine.io packets queued for one client before its follower waits
+
+
+async def _drain_queue(sio: socketio.AsyncServer, sid: str) -> None:
+    """Wait while this client's engine.io queue is long, so a slow client makes its
+    follower lag (and flow control act) instead of growing an unbounded queue.
+    The queue is python-engineio's own; if it is not there, there is nothing to wait on."""
+    eio_sid = sio.manager.eio_sid_from_sid(sid, "/")
+    sock = sio.eio.sockets.get(eio_sid) if eio_sid else None
+    queue = getattr(sock, "queue", None)
+    if queue is not None and queue.qsize() > QUEUE_HIGH:
+        await queue.join()
 
 
 def _forget(client: Client, session_id: str, task: asyncio.Task[None]) -> None:
@@ -204,11 +221,4 @@ def _session_id(data: Any, default: str | None) -> str:
         raise field_error("sessionId", "a string (or join a session first)")
     if not isinstance(value, str):
         raise field_error("sessionId", "a string")
-    return value
-
-
-def _dimension(data: dict[str, Any], name: str) -> int:
-    value = data.get(name)
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1000:
-        raise field_error(name, "an integer from 1 to 1000")
     return value
