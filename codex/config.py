@@ -71,7 +71,9 @@ class Settings:
     term_rows: int = setting(24, "Initial terminal height of an execution.")
     term_cols: int = setting(80, "Initial terminal width of an execution.")
     detector_interval_ms: int = setting(
-        25, "How often, in ms, a running program's processes are checked for a blocking read."
+        50,
+        "Longest interval, in ms, between two checks of a running program for a blocking "
+        "read (checks come sooner after output or input).",
     )
     allowed_origins: tuple[str, ...] = setting(
         (),

@@ -22,13 +22,17 @@ root or CAP_SYS_PTRACE). Where it cannot, the session falls back to the heuristi
 from __future__ import annotations
 
 import array
+import asyncio
 import fcntl
 import os
 import platform
 import stat
 import struct
 import termios
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 READ, SELECT, PSELECT, POLL, PPOLL, EPOLL, EPOLL2 = range(7)
 
@@ -141,6 +145,14 @@ class ProcDetector:
             return None
         return Block(pid, tid, int(parts[0]), _switches(base))
 
+    def still(self, block: Block) -> bool:
+        """Is this task still in the same wait (same call, no sleep since)?"""
+        base = f"/proc/{block.pid}/task/{block.tid}"
+        text = _read(base + "/syscall")
+        if not text or not text[0].isdigit() or int(text.split()[0]) != block.call:
+            return False
+        return _switches(base) == block.switches
+
     def _is_terminal(self, pid: int, fd: int) -> bool:
         try:
             target = os.readlink(f"/proc/{pid}/fd/{fd}")
@@ -250,3 +262,139 @@ def heuristic_waiting(prompt: str, quiet_for: float) -> bool:
     (``input()`` after ``print("Name:")``) and fires for a program that prints a partial
     line and then computes or sleeps."""
     return quiet_for >= HEURISTIC_QUIET_SECONDS and prompt.strip() != ""
+
+
+class WaitSink(Protocol):
+    """What the watcher needs from a session."""
+
+    @property
+    def announced(self) -> bool:
+        """An `input_required` is out and not yet answered."""
+
+    @property
+    def last_output(self) -> float:
+        """When output last arrived (monotonic seconds)."""
+
+    @property
+    def output_bytes(self) -> int: ...
+
+    def prompt(self) -> str: ...
+
+    def announce(self, password: bool) -> None: ...
+
+    def withdraw(self) -> None: ...
+
+
+FAST = 0.01  # check this soon after output or input: a prompt is likely near
+SETTLE = 0.003  # output must have been quiet this long before the event
+WAITING_RECHECK = 0.25  # while announced: has the wait ended by other means?
+
+
+class InputWatcher:
+    """Decides when a session is waiting for input, at little cost.
+
+    Checks come FAST after activity (output, input) and back off to ``max_interval``
+    while nothing happens; once a wait is announced, only that task is looked at, a
+    few times a second. So a program waiting for an answer, or asleep, costs next to
+    nothing, and a prompt is announced within about FAST + SETTLE of its read.
+    """
+
+    def __init__(
+        self, sink: WaitSink, root_pid: Callable[[], int | None], max_interval: float
+    ) -> None:
+        self.sink = sink
+        self.root_pid = root_pid
+        self.max_interval = max(max_interval, FAST)
+        self.name = "none"
+        self._fired: Block | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
+        self._wake: asyncio.Future[None] | None = None
+
+    def nudge(self) -> None:
+        """Something happened: check within FAST from now (cheap; called per chunk)."""
+        if self._wake is None or self._deadline - time.monotonic() <= FAST:
+            return
+        self._schedule(FAST)
+
+    async def run(self) -> None:
+        detector = await self._find_detector()
+        if detector is None:
+            self.name = "heuristic"
+            await self._run_heuristic()
+            return
+        self.name = detector.name
+        delay = FAST
+        while True:
+            await self._sleep(delay)
+            if self.sink.announced and self._fired is not None:
+                if detector.still(self._fired):
+                    delay = WAITING_RECHECK
+                    continue
+                self.sink.withdraw()  # the read ended without us (a signal, a timeout)
+                delay = FAST
+                continue
+            block = detector.poll()
+            if block is None or block == self._fired:
+                # Nothing, or the wait just answered and the answer still in flight.
+                delay = min(delay * 2, self.max_interval)
+                continue
+            password = await self._settle(detector, block)
+            if password is None:
+                delay = FAST
+                continue
+            self._fired = block
+            self.sink.announce(password)
+            delay = WAITING_RECHECK
+
+    async def _settle(self, detector: ProcDetector, block: Block) -> bool | None:
+        """Wait until the output the program wrote before blocking has arrived; then
+        the echo flag (password: echo off), or None if the program moved on."""
+        for _ in range(20):
+            await asyncio.sleep(SETTLE)
+            echo, queued = detector.terminal_state()
+            if queued or time.monotonic() - self.sink.last_output < SETTLE:
+                continue
+            return (echo is False) if detector.poll() == block else None
+        return None
+
+    async def _find_detector(self) -> ProcDetector | None:
+        for _ in range(400):  # the host PID is known within ms of the start
+            pid = self.root_pid()
+            if pid is not None:
+                detector = ProcDetector(pid)
+                return detector if detector.usable else None
+            await asyncio.sleep(0.005)
+        return None
+
+    async def _run_heuristic(self) -> None:
+        fired_at = -1
+        while True:
+            await self._sleep(0.1)
+            if self.sink.announced or fired_at == self.sink.output_bytes:
+                continue
+            quiet = time.monotonic() - self.sink.last_output
+            if quiet >= HEURISTIC_QUIET_SECONDS and heuristic_waiting(self.sink.prompt(), quiet):
+                fired_at = self.sink.output_bytes
+                self.sink.announce(False)
+
+    async def _sleep(self, delay: float) -> None:
+        self._wake = asyncio.get_running_loop().create_future()
+        self._schedule(delay)
+        try:
+            await self._wake
+        finally:
+            self._wake = None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    def _schedule(self, delay: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._deadline = time.monotonic() + delay
+        self._timer = asyncio.get_running_loop().call_later(delay, self._ring)
+
+    def _ring(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)

@@ -25,12 +25,7 @@ from codex.errors import (
     SessionNotFound,
 )
 from codex.eventlog import COMPLETE, ERROR, INPUT_REQUIRED, OUTPUT, Entry, EventLog, Follower
-from codex.input_detect import (
-    HEURISTIC_QUIET_SECONDS,
-    Block,
-    ProcDetector,
-    heuristic_waiting,
-)
+from codex.input_detect import InputWatcher
 from codex.languages import SyntaxProblem, check_syntax
 from codex.runtime.base import ExecSpec, Execution, ExitInfo, Runtime
 from codex.terminal import TerminalModel
@@ -83,7 +78,6 @@ class Session:
         self._progress = asyncio.Event()  # set when a follower delivers or leaves
         self.result: dict[str, Any] | None = None
         self.waiting: Entry | None = None
-        self.detector_name = "none"
         self.output_bytes = 0
         self.truncated = False
         self.finished_at: float | None = None
@@ -102,7 +96,7 @@ class Session:
         self._expect_echo = ""
         self._last_output = 0.0
         self._queued_input: list[bytes] = []
-        self._fired: Block | None = None
+        self.watcher = InputWatcher(self, self._root_pid, settings.detector_interval_ms / 1000)
         self._timers: list[asyncio.TimerHandle] = []
         self._tasks: set[asyncio.Task[None]] = set()
         # Each message is written whole and in arrival order.
@@ -143,6 +137,7 @@ class Session:
         if b"\n" in data or b"\r" in data or b"\x04" in data:
             # A completed line satisfies a canonical-mode read: the wait is over.
             self.waiting = None
+        self.watcher.nudge()
         if self._execution is None:
             self._queued_input.append(data)
             return
@@ -170,7 +165,7 @@ class Session:
             "createdAt": self.created_at,
             "waitingForInput": self.waiting is not None,
             "prompt": self.waiting.payload.get("prompt") if self.waiting else None,
-            "detector": self.detector_name,
+            "detector": self.watcher.name,
             "outputBytes": self.output_bytes,
             "screen": self.terminal.snapshot(),
             "result": self.result,
@@ -195,7 +190,7 @@ class Session:
             else:
                 self._arm_limits()
             await self._deliver_queued_input()
-            detector = asyncio.ensure_future(self._watch_input())
+            detector = asyncio.ensure_future(self.watcher.run())
             try:
                 async for chunk in self._execution.output():
                     self._on_bytes(chunk)
@@ -224,6 +219,9 @@ class Session:
                     await self._execution.close()
                 except Exception:
                     log.exception("session %s: cleanup failed", self.id[:8])
+
+    def _root_pid(self) -> int | None:
+        return self._execution.root_pid() if self._execution is not None else None
 
     def _controller_lag(self) -> int:
         if not self.followers:
@@ -296,6 +294,7 @@ class Session:
     def _add_text(self, text: str) -> None:
         now = time.monotonic()
         self._last_output = now
+        self.watcher.nudge()
         self.terminal.append(text)
         if self._expect_echo:
             matched = 0
@@ -340,60 +339,20 @@ class Session:
 
     # -- input detection ----------------------------------------------------------------
 
-    async def _watch_input(self) -> None:
-        assert self._execution is not None
-        interval = self.settings.detector_interval_ms / 1000
-        detector = await self._proc_detector()
-        if detector is None:
-            self.detector_name = "heuristic"
-            log.info("session %s: processes not visible, heuristic detector", self.id[:8])
-            await self._watch_heuristically()
-            return
-        self.detector_name = detector.name
-        while True:
-            await asyncio.sleep(interval)
-            block = detector.poll()
-            if block is None:
-                self.waiting = None
-                continue
-            if self.waiting is not None or block == self._fired:
-                continue
-            # Bytes written before the block may still be on their way from the
-            # engine: let the output task take them, and fire only once nothing is
-            # queued on the terminal and the program is still waiting.
-            await asyncio.sleep(0.004)
-            echo, queued = detector.terminal_state()
-            if queued or time.monotonic() - self._last_output < 0.004:
-                continue
-            if detector.poll() != block:
-                continue
-            self._fired = block
-            self._fire_input_required(password=echo is False)
+    # WaitSink, for the input watcher.
 
-    async def _proc_detector(self) -> ProcDetector | None:
-        assert self._execution is not None
-        for _ in range(400):  # the host PID is known within ms of the start
-            pid = self._execution.root_pid()
-            if pid is not None:
-                detector = ProcDetector(pid)
-                return detector if detector.usable else None
-            await asyncio.sleep(0.005)
-        return None
+    @property
+    def announced(self) -> bool:
+        return self.waiting is not None
 
-    async def _watch_heuristically(self) -> None:
-        fired_at = -1
-        while True:
-            await asyncio.sleep(0.1)
-            if self.waiting is not None or fired_at == self.output_bytes:
-                continue
-            quiet = time.monotonic() - self._last_output
-            if quiet >= HEURISTIC_QUIET_SECONDS and heuristic_waiting(
-                self.terminal.prompt(), quiet
-            ):
-                fired_at = self.output_bytes
-                self._fire_input_required(password=False)
+    @property
+    def last_output(self) -> float:
+        return self._last_output
 
-    def _fire_input_required(self, *, password: bool) -> None:
+    def prompt(self) -> str:
+        return self.terminal.prompt()
+
+    def announce(self, password: bool) -> None:
         self._flush()
         self.waiting = self.log.append(
             INPUT_REQUIRED,
@@ -401,9 +360,12 @@ class Session:
                 "sessionId": self.id,
                 "prompt": self.terminal.prompt(),
                 "password": password,
-                "detector": self.detector_name,
+                "detector": self.watcher.name,
             },
         )
+
+    def withdraw(self) -> None:
+        self.waiting = None
 
     # -- the end ------------------------------------------------------------------------
 

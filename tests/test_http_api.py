@@ -112,3 +112,39 @@ async def test_socketio_errors_are_error_events() -> None:
         # The connection survives its own mistakes.
         t = await h.run("print('still fine')")
         assert t.complete["status"] == "ok"
+
+
+async def test_socketio_checks_the_browser_origin_on_both_transports() -> None:
+    import socketio
+
+    handshake = "/socket.io/?EIO=4&transport=polling"
+    async with running_app(runtime="local") as h:
+        ok = await h.request("GET", handshake, headers={"Origin": "http://localhost:5173"})
+        assert ok.status == 200
+        assert ok.headers["Access-Control-Allow-Origin"] == "http://localhost:5173"
+        evil = await h.request("GET", handshake, headers={"Origin": "https://evil.example"})
+        assert evil.status == 400
+        client = socketio.AsyncClient(reconnection=False)
+        await client.connect(
+            h.base_url, headers={"Origin": "http://localhost:5173"}, transports=["websocket"]
+        )
+        assert client.connected
+        await client.disconnect()
+        client = socketio.AsyncClient(reconnection=False)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await client.connect(
+                h.base_url, headers={"Origin": "https://evil.example"}, transports=["websocket"]
+            )
+
+
+async def test_terminal_websocket_refuses_a_foreign_origin() -> None:
+    import tornado.httpclient
+    import tornado.websocket
+
+    async with running_app(runtime="local") as h:
+        session_id = await h.execute("print(1)")
+        url = h.base_url.replace("http", "ws", 1) + f"/ws/terminal/{session_id}"
+        request = tornado.httpclient.HTTPRequest(url, headers={"Origin": "https://evil.example"})
+        with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
+            await tornado.websocket.websocket_connect(request)
+        assert refused.value.code == 403

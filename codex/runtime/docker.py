@@ -349,6 +349,10 @@ def _remove_quietly(api: docker.APIClient, container_id: str) -> None:
         api.remove_container(container_id, force=True, v=True)
     except docker.errors.NotFound:
         pass
+    except docker.errors.APIError as exc:
+        if exc.status_code == 409:  # removal already in progress: someone else has it
+            return
+        log.warning("could not remove container %s: %s", container_id[:12], _short(exc))
     except Exception as exc:
         log.warning("could not remove container %s: %s", container_id[:12], _short(exc))
 

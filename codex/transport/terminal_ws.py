@@ -56,6 +56,7 @@ class TerminalHandler(tornado.websocket.WebSocketHandler):
                 await self._send(["error", exc.to_json()])
             self.close(CLOSE_NOT_FOUND, "session not found")
             return
+        self.set_nodelay(True)  # keystroke echo is latency-bound
         if not self.raw:
             await self._send(["setup", {}])
         self._task = asyncio.ensure_future(self._deliver(self.session))
