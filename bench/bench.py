@@ -134,9 +134,12 @@ def main() -> None:
         "machine": f"{platform.node()} {platform.machine()}",
         "when": time.time(),
     }
+    if "first_output" in only:
+        with codex_server("--pool-size", "0") as (base, _):
+            out["first_output_ms_pool_off"] = summary(asyncio.run(first_output(base, args.runs)))
     with codex_server("--max-sessions", "200", "--time-limit", "600") as (base, pid):
         if "first_output" in only:
-            out["first_output_ms"] = summary(asyncio.run(first_output(base, args.runs)))
+            out["first_output_ms_pool_on"] = summary(asyncio.run(first_output(base, args.runs)))
         if "detection" in only:
             out["detection_ms"] = summary(asyncio.run(detection_latency(base, args.questions)))
         if "idle" in only:

@@ -62,6 +62,11 @@ class Settings:
     output_limit_bytes: int = setting(
         1024 * 1024, "Bytes of output an execution may produce before it is stopped."
     )
+    pool_size: int = setting(
+        4,
+        "Started containers kept ready, each for exactly one execution (0 turns the "
+        "pool off); pool plus running executions never exceed max_sessions.",
+    )
     max_sessions: int = setting(
         64, "Executions that may run at once; beyond that, 503 with Retry-After."
     )
@@ -95,6 +100,7 @@ class Settings:
             "max_code_bytes",
             f"must be between 1 and {MAX_CODE_BYTES_CEILING}",
         )
+        need(self.pool_size >= 0, "pool_size", "must be 0 or more")
         for name in (
             "max_stdin_bytes",
             "max_input_bytes",

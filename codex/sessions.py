@@ -452,7 +452,7 @@ class SessionRegistry:
         self.settings = settings
         self.runtime = runtime
         self._sessions: dict[str, Session] = {}
-        self._expiry: asyncio.Task[None] | None = None
+        runtime.set_headroom(lambda: settings.max_sessions - self.running)
 
     @property
     def running(self) -> int:

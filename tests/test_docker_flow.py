@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.dockerutil import assert_gone_soon, containers_of
+from tests.dockerutil import assert_gone_soon, containers_of, containers_of_soon
 from tests.harness import running_app
 
 pytestmark = [pytest.mark.docker, pytest.mark.gen_test(timeout=120)]
@@ -142,20 +142,24 @@ async def test_exit_code_and_signal() -> None:
 
 
 async def test_timeout_kills_program_and_removes_container() -> None:
-    async with running_app(time_limit=1.0) as h:
-        t = await h.run(
-            "import time\nprint('start', flush=True)\nwhile True:\n    time.sleep(0.01)\n"
-        )
+    code = "import time\nprint('start', flush=True)\nwhile True:\n    time.sleep(0.01)\n"
+    async with running_app(time_limit=1.5) as h:
+        session_id = await h.execute(code)
+        assert len(await containers_of_soon(session_id)) == 1  # it exists while it runs
+        t = await h.run(code)
         assert t.output.startswith("start")
         assert t.complete["status"] == "timeout"
-        assert 900 <= t.complete["durationMs"] < 5000
+        assert 1400 <= t.complete["durationMs"] < 5000
         await assert_gone_soon(t.session_id)
+        state = await h.wait_finished(session_id)
+        assert state["result"]["status"] == "timeout"
+        await assert_gone_soon(session_id)
 
 
 async def test_delete_cancels() -> None:
     async with running_app() as h:
         session_id = await h.execute("import time\nwhile True:\n    time.sleep(1)\n")
-        await asyncio.sleep(0.5)
+        assert len(await containers_of_soon(session_id)) == 1
         resp = await h.request("DELETE", f"/api/sessions/{session_id}")
         assert resp.status == 202
         state = await h.wait_finished(session_id, timeout=10)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import json
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +94,9 @@ class Runtime(abc.ABC):
 
     async def shutdown(self) -> None:  # noqa: B027 (optional hook)
         """Release shared resources."""
+
+    def set_headroom(self, headroom: Callable[[], int]) -> None:  # noqa: B027
+        """How many more sandboxes may exist now (for a runtime that keeps spares)."""
 
 
 def supervisor_command(python: str, code: str) -> list[str]:

@@ -34,6 +34,7 @@ from codex.runtime.base import (
     new_nonce,
     supervisor_command,
 )
+from codex.runtime.pool import ContainerPool
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +54,13 @@ class DockerRuntime(Runtime):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.instance = uuid.uuid4().hex[:12]
-        self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="docker")
+        self._threads = ThreadPoolExecutor(max_workers=32, thread_name_prefix="docker")
         self._api: docker.APIClient | None = None
         self._ready_cache: tuple[float, Readiness] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.pool: ContainerPool | None = (
+            ContainerPool(self, settings.pool_size) if settings.pool_size > 0 else None
+        )
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -79,7 +84,7 @@ class DockerRuntime(Runtime):
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+        return await loop.run_in_executor(self._threads, lambda: fn(*args, **kwargs))
 
     # -- Runtime interface --------------------------------------------------------------
 
@@ -89,6 +94,8 @@ class DockerRuntime(Runtime):
             return self._ready_cache[1]
         result = await self.call(self._probe)
         self._ready_cache = (now, result)
+        if self.pool is not None and "image" in result.extra:
+            self.pool.note_image(result.extra["image"])
         return result
 
     def _probe(self) -> Readiness:
@@ -99,7 +106,7 @@ class DockerRuntime(Runtime):
             self._api = None
             return Readiness(False, f"the Docker engine does not answer ({_short(exc)})")
         try:
-            api.inspect_image(self.settings.sandbox_image)
+            image = api.inspect_image(self.settings.sandbox_image)
         except docker.errors.ImageNotFound:
             return Readiness(
                 False,
@@ -110,7 +117,8 @@ class DockerRuntime(Runtime):
             return Readiness(False, f"the Docker engine failed: {_short(exc)}")
         from codex.input_detect import proc_detector_available
 
-        return Readiness(True, detector="proc" if proc_detector_available() else "heuristic")
+        detector = "proc" if proc_detector_available() else "heuristic"
+        return Readiness(True, detector=detector, extra={"image": image["Id"]})
 
     async def startup(self) -> None:
         try:
@@ -120,6 +128,13 @@ class DockerRuntime(Runtime):
             return
         if removed:
             log.info("removed %d container(s) left by a previous run", removed)
+        if self.pool is not None:
+            await self.readiness()  # records the image the pooled containers come from
+            self.pool.start()
+
+    def set_headroom(self, headroom: Callable[[], int]) -> None:
+        if self.pool is not None:
+            self.pool.headroom = headroom
 
     def sweep(self, instance: str | None = None) -> int:
         """Remove our containers: all of them, or one instance's."""
@@ -127,20 +142,35 @@ class DockerRuntime(Runtime):
         api = self.api()
         found = api.containers(all=True, filters={"label": label}, quiet=True)
         for c in found:
-            _remove_quietly(api, c["Id"])
+            remove_quietly(api, c["Id"])
         return len(found)
 
     async def shutdown(self) -> None:
+        if self.pool is not None:
+            self.pool.stop()
         try:
             await self.call(self.sweep, self.instance)
         except Exception as exc:
             log.warning("could not remove containers at shutdown: %s", _short(exc))
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
     async def start(self, spec: ExecSpec) -> Execution:
         nonce = new_nonce()
         try:
-            container_id, exec_id, stream = await self.call(self._start_blocking, spec, nonce)
+            warm = self.pool.take() if self.pool is not None else None
+            if warm is not None:
+                try:
+                    exec_id, stream = await self.call(self._exec, warm, spec, nonce)
+                except docker.errors.DockerException as exc:
+                    # A pooled container that died while it waited: start cold.
+                    log.warning("pooled container %s unusable: %s", warm[:12], _short(exc))
+                    await self.call(remove_quietly, self.api(), warm)
+                    warm = None
+                else:
+                    container_id = warm
+                    self._spawn(self.call(self._adopt, container_id, spec.session_id))
+            if warm is None:
+                container_id, exec_id, stream = await self.call(self._cold_start, spec, nonce)
         except docker.errors.ImageNotFound as exc:
             raise RuntimeUnavailable(
                 f"The sandbox image {self.settings.sandbox_image} is missing; build it "
@@ -153,7 +183,13 @@ class DockerRuntime(Runtime):
             ) from exc
         return DockerExecution(self, container_id, exec_id, stream, nonce)
 
-    def _container_config(self, spec: ExecSpec) -> dict[str, Any]:
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def container_config(self, session_id: str | None) -> dict[str, Any]:
+        """Every container's hardening; docs/security.md explains each line."""
         s = self.settings
         api = self.api()
         memory = f"{s.memory_limit_mb}m"
@@ -176,6 +212,9 @@ class DockerRuntime(Runtime):
             ],
             ipc_mode="private",
         )
+        labels = {LABEL_MANAGED: "1", LABEL_INSTANCE: self.instance}
+        if session_id is not None:
+            labels[LABEL_SESSION] = session_id
         return {
             "image": s.sandbox_image,
             "command": ["sleep", "infinity"],
@@ -183,44 +222,67 @@ class DockerRuntime(Runtime):
             "hostname": "sandbox",
             "working_dir": "/tmp",
             "environment": {"HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"},
-            "labels": {
-                LABEL_MANAGED: "1",
-                LABEL_INSTANCE: self.instance,
-                LABEL_SESSION: spec.session_id,
-            },
+            "labels": labels,
+            "name": container_name(session_id) if session_id else None,
             "network_disabled": True,
             "use_config_proxy": False,
             "host_config": host_config,
         }
 
-    def _start_blocking(self, spec: ExecSpec, nonce: str) -> tuple[str, str, Any]:
+    def create_started(self, session_id: str | None) -> str:
+        """A new container, running its idle process; removed again if start fails."""
         api = self.api()
-        container_id = api.create_container(**self._container_config(spec))["Id"]
+        container_id: str = api.create_container(**self.container_config(session_id))["Id"]
         try:
             api.start(container_id)
-            exec_id = api.exec_create(
-                container_id,
-                supervisor_command(SANDBOX_PYTHON, spec.code),
-                stdin=True,
-                tty=True,
-                environment={
-                    "CODEX_NONCE": nonce,
-                    "CODEX_ROWS": str(spec.rows),
-                    "CODEX_COLS": str(spec.cols),
-                    "CODEX_HARDEN": "1",
-                    "TERM": "xterm-256color",
-                },
-                workdir="/tmp",
-            )["Id"]
-            # The hijacked stream; it holds the HTTP response, whose finalizer would
-            # close the socket, so the execution keeps it alive.
-            raw = api.exec_start(exec_id, tty=True, socket=True)
-            if not isinstance(getattr(raw, "_sock", raw), socket.socket):
-                raise SandboxError("the Docker engine's exec stream is not a socket")
-            return container_id, exec_id, raw
         except BaseException:
-            _remove_quietly(api, container_id)
+            remove_quietly(api, container_id)
             raise
+        return container_id
+
+    def _cold_start(self, spec: ExecSpec, nonce: str) -> tuple[str, str, Any]:
+        container_id = self.create_started(spec.session_id)
+        try:
+            exec_id, stream = self._exec(container_id, spec, nonce)
+        except BaseException:
+            remove_quietly(self.api(), container_id)
+            raise
+        return container_id, exec_id, stream
+
+    def _adopt(self, container_id: str, session_id: str) -> None:
+        """Name a pooled container after the session it now serves (labels are fixed
+        at creation), so `docker ps` tells whose it is."""
+        try:
+            self.api().rename(container_id, container_name(session_id))
+        except docker.errors.DockerException as exc:
+            log.debug("rename %s: %s", container_id[:12], _short(exc))
+
+    def _exec(self, container_id: str, spec: ExecSpec, nonce: str) -> tuple[str, Any]:
+        api = self.api()
+        exec_id: str = api.exec_create(
+            container_id,
+            supervisor_command(SANDBOX_PYTHON, spec.code),
+            stdin=True,
+            tty=True,
+            environment={
+                "CODEX_NONCE": nonce,
+                "CODEX_ROWS": str(spec.rows),
+                "CODEX_COLS": str(spec.cols),
+                "CODEX_HARDEN": "1",
+                "TERM": "xterm-256color",
+            },
+            workdir="/tmp",
+        )["Id"]
+        # The hijacked stream; it holds the HTTP response, whose finalizer would
+        # close the socket, so the execution keeps it alive.
+        raw = api.exec_start(exec_id, tty=True, socket=True)
+        if not isinstance(getattr(raw, "_sock", raw), socket.socket):
+            raise SandboxError("the Docker engine's exec stream is not a socket")
+        return exec_id, raw
+
+
+def container_name(session_id: str) -> str:
+    return f"codex-{session_id}"
 
 
 class DockerExecution(Execution):
@@ -335,7 +397,7 @@ class DockerExecution(Execution):
         self._closed = True
         self._pid_task.cancel()
         self._close_socket()
-        await self.runtime.call(_remove_quietly, self.runtime.api(), self.container_id)
+        await self.runtime.call(remove_quietly, self.runtime.api(), self.container_id)
 
     def _close_socket(self) -> None:
         try:
@@ -344,7 +406,7 @@ class DockerExecution(Execution):
             pass
 
 
-def _remove_quietly(api: docker.APIClient, container_id: str) -> None:
+def remove_quietly(api: docker.APIClient, container_id: str) -> None:
     try:
         api.remove_container(container_id, force=True, v=True)
     except docker.errors.NotFound:

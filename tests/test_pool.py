@@ -1,0 +1,100 @@
+"""The warm pool against real Docker: single use, refilled, capped, drained."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+
+import pytest
+
+from codex.runtime.docker import DockerRuntime
+from tests.dockerutil import assert_gone_soon, containers_of_soon
+from tests.harness import Harness, running_app
+
+pytestmark = [pytest.mark.docker, pytest.mark.gen_test(timeout=120)]
+
+
+def pool_of(h: Harness):  # type: ignore[no-untyped-def]
+    runtime = h.app.runtime
+    assert isinstance(runtime, DockerRuntime) and runtime.pool is not None
+    return runtime.pool
+
+
+async def wait_ready(h: Harness, count: int, timeout: float = 20) -> None:
+    pool = pool_of(h)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while pool.ready != count:
+        assert loop.time() < deadline, f"pool has {pool.ready}, expected {count}"
+        await asyncio.sleep(0.05)
+
+
+def instance_containers(h: Harness) -> set[str]:
+    runtime = h.app.runtime
+    assert isinstance(runtime, DockerRuntime)
+    out = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=org.codex.instance={runtime.instance}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=20,
+    ).stdout
+    return set(out.split())
+
+
+async def test_each_pooled_container_serves_one_execution_then_goes() -> None:
+    async with running_app(pool_size=2) as h:
+        await wait_ready(h, 2)
+        pool = pool_of(h)
+        code = "import socket\nprint(socket.gethostname())\ninput('? ')\n"
+        first = await h.execute(code)
+        second = await h.execute(code)
+        used = [await containers_of_soon(first), await containers_of_soon(second)]
+        assert pool.hits == 2 and pool.misses == 0
+        assert len(used[0]) == len(used[1]) == 1 and used[0] != used[1]
+        for session_id in (first, second):
+            await h.request("DELETE", f"/api/sessions/{session_id}")
+            await h.wait_finished(session_id)
+            await assert_gone_soon(session_id)
+        await wait_ready(h, 2)  # refilled with new ones
+        assert not (set(used[0]) | set(used[1])) & instance_containers(h)
+        t = await h.run("print('warm')")
+        assert t.output == "warm\r\n" and t.complete["status"] == "ok"
+
+
+async def test_pool_stays_within_the_global_cap() -> None:
+    async with running_app(pool_size=4, max_sessions=2) as h:
+        await wait_ready(h, 2)
+        await asyncio.sleep(0.5)
+        assert pool_of(h).ready == 2
+        running = await h.execute("input('wait? ')\n")
+        await wait_ready(h, 1)  # one runs, so one spare at most
+        await h.request("DELETE", f"/api/sessions/{running}")
+        await h.wait_finished(running)
+        await wait_ready(h, 2)
+
+
+async def test_a_new_image_replaces_pooled_containers() -> None:
+    async with running_app(pool_size=2) as h:
+        await wait_ready(h, 2)
+        before = instance_containers(h)
+        pool_of(h).note_image("sha256:another-image")
+        await asyncio.sleep(0.2)
+        await wait_ready(h, 2)
+        await asyncio.sleep(0.5)
+        after = instance_containers(h)
+        assert len(after) == 2 and not (before & after)
+
+
+async def test_shutdown_removes_pooled_containers() -> None:
+    async with running_app(pool_size=3) as h:
+        await wait_ready(h, 3)
+        assert len(instance_containers(h)) == 3
+    assert instance_containers(h) == set()
+
+
+async def test_pool_off_starts_cold() -> None:
+    async with running_app(pool_size=0) as h:
+        assert isinstance(h.app.runtime, DockerRuntime) and h.app.runtime.pool is None
+        t = await h.run("print('cold')")
+        assert t.output == "cold\r\n"
