@@ -106,7 +106,7 @@ async def idle_cost(
         for _ in range(sessions):
             async with http.post(base + "/api/execute", json={"code": code}) as r:
                 ids.append((await r.json())["sessionId"])
-        await asyncio.sleep(3)  # all started and settled
+        await asyncio.sleep(5)  # all started, settled, and the pool refilled
         c0, t0 = cpu_seconds(pid), time.monotonic()
         await asyncio.sleep(seconds)
         c1, t1 = cpu_seconds(pid), time.monotonic()

@@ -18,9 +18,9 @@ from typing import Any
 from codex.errors import ConfigError
 
 ENV_PREFIX = "CODEX_"
-# A single argv string may not exceed MAX_ARG_STRLEN (32 pages = 128 KiB) on Linux, and
-# the program's source travels to the sandbox as one argument.
-MAX_CODE_BYTES_CEILING = 120 * 1024
+# The program travels to the sandbox through its terminal and a pipe, so no argv limit
+# applies; this ceiling keeps the server-side syntax check and the replay sane.
+MAX_CODE_BYTES_CEILING = 1024 * 1024
 
 
 def setting(default: Any, help: str, **extra: Any) -> Any:
@@ -46,7 +46,7 @@ class Settings:
     )
     docker_timeout: float = setting(30.0, "Seconds one Docker API call may take.")
     max_code_bytes: int = setting(
-        64 * 1024, "Largest program accepted, in bytes of UTF-8 (at most 122880)."
+        64 * 1024, "Largest program accepted, in bytes of UTF-8 (at most 1048576)."
     )
     max_stdin_bytes: int = setting(
         64 * 1024, "Largest `stdin` text accepted with an execution, in bytes."

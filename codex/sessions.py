@@ -82,7 +82,6 @@ class Session:
         self.truncated = False
         self.finished_at: float | None = None
         self._on_finish = on_finish
-        self._stdin = stdin
         self._execution: Execution | None = None
         self._task: asyncio.Task[None] | None = None
         self._kill_reason: str | None = None
@@ -93,9 +92,10 @@ class Session:
         self._pending_chars = 0
         self._flush_handle: asyncio.TimerHandle | None = None
         self._last_flush = 0.0
-        self._expect_echo = ""
         self._last_output = 0.0
-        self._queued_input: list[bytes] = []
+        # Input that arrives before the sandbox takes typing; None once delivered.
+        self._queued_input: list[bytes] | None = [stdin.encode("utf-8")] if stdin else []
+        self._expect_echo = stdin.replace("\n", "\r\n")
         self.watcher = InputWatcher(self, self._root_pid, settings.detector_interval_ms / 1000)
         self._timers: list[asyncio.TimerHandle] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -138,9 +138,12 @@ class Session:
             # A completed line satisfies a canonical-mode read: the wait is over.
             self.waiting = None
         self.watcher.nudge()
-        if self._execution is None:
+        if self._queued_input is not None:
+            # Until the sandbox takes typing (see _deliver_queued_input), input queues
+            # in arrival order.
             self._queued_input.append(data)
             return
+        assert self._execution is not None
         async with self._write_lock:
             await self._execution.write(data)
 
@@ -183,14 +186,16 @@ class Session:
                 log.warning("session %s could not start: %s", self.id[:8], exc.message)
                 self._complete(INTERNAL_ERROR, exit_code=None, message=exc.message)
                 return
+            if (self.rows, self.cols) != (spec.rows, spec.cols):  # resized while starting
+                await self._execution.resize(self.rows, self.cols)
             self._started_mono = time.monotonic()
             self.state = RUNNING
             if self._kill_reason is not None:  # cancelled while the container started
                 await self._execution.kill()
             else:
                 self._arm_limits()
-            await self._deliver_queued_input()
-            detector = asyncio.ensure_future(self.watcher.run())
+            self._background(self._deliver_queued_input())
+            detector = asyncio.ensure_future(self._watch(self._execution))
             try:
                 async for chunk in self._execution.output():
                     self._on_bytes(chunk)
@@ -241,14 +246,18 @@ class Session:
         follower.delivered = upto
         self._progress.set()
 
+    async def _watch(self, execution: Execution) -> None:
+        await execution.started()
+        await self.watcher.run()
+
     async def _deliver_queued_input(self) -> None:
+        """Type what was sent early (and the `stdin` field), in order. Runs beside the
+        output loop: the sandbox accepts typing only once its `go` has been read."""
         assert self._execution is not None
-        if self._stdin:
-            self._expect_echo += self._stdin.replace("\n", "\r\n")
-            self._queued_input.insert(0, self._stdin.encode("utf-8"))
-        queued, self._queued_input = self._queued_input, []
-        for data in queued:
-            await self._execution.write(data)
+        queue = self._queued_input or []
+        while queue:  # input arriving meanwhile joins this same list
+            await self._execution.write(queue.pop(0))
+        self._queued_input = None
 
     def _arm_limits(self) -> None:
         loop = asyncio.get_running_loop()

@@ -44,7 +44,7 @@ def test_environment_then_flags() -> None:
         ({"CODEX_PORT": "70000"}, "port"),
         ({"CODEX_RUNTIME": "vm"}, "runtime"),
         ({"CODEX_TIME_LIMIT": "-1"}, "time_limit"),
-        ({"CODEX_MAX_CODE_BYTES": "999999"}, "max_code_bytes"),
+        ({"CODEX_MAX_CODE_BYTES": "9999999"}, "max_code_bytes"),
         ({"CODEX_RUNTIME": "local", "CODEX_HOST": "0.0.0.0"}, "loopback"),
     ],
 )

@@ -33,6 +33,19 @@ def test_scanner_byte_by_byte() -> None:
     assert scanner.done
 
 
+def test_scanner_follows_the_protocol_states() -> None:
+    from codex.runtime.base import GO, NEW, READY
+
+    scanner = ResultScanner(NONCE)
+    marker = RESULT_OSC + NONCE.encode() + b";"
+    assert scanner.state == NEW
+    assert scanner.feed(marker + b"ready" + RESULT_END) == b""
+    assert scanner.state == READY
+    stream = marker + b"go" + RESULT_END + b"hello" + RECORD + b"after"
+    assert scanner.feed(stream[:7]) + scanner.feed(stream[7:]) == b"hello"
+    assert scanner.state == GO and scanner.result == {"exitCode": 0}
+
+
 def test_scanner_ignores_a_record_with_another_nonce() -> None:
     scanner = ResultScanner(NONCE)
     forged = RESULT_OSC + b"ffffffffffffffff;" + b'{"exitCode": 0}' + RESULT_END

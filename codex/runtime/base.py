@@ -8,12 +8,14 @@ result record; :class:`ResultScanner` takes that record out of the byte stream.
 from __future__ import annotations
 
 import abc
+import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from codex.errors import SandboxError
 from codex.runtime.sandbox import CHILD_SOURCE, SUPERVISOR_SOURCE
 
 RESULT_OSC = b"\x1b]6973;"
@@ -51,14 +53,76 @@ class Readiness:
 
 
 class Execution(abc.ABC):
-    """One running program. All methods are safe to call after the program ended."""
+    """One sandboxed program on a terminal, speaking the supervisor's protocol.
+
+    Life: ``prepare()`` (the supervisor and a warm child interpreter are up: a pooled
+    sandbox waits here), ``begin(spec)`` (the job is sent), ``output()`` until it ends,
+    ``wait()``, ``close()``. All methods are safe to call after the program ended.
+    Backends supply the byte transport (``_recv``, ``_send``) and the process control.
+    """
+
+    def __init__(self, nonce: str) -> None:
+        self.scanner = ResultScanner(nonce)
+        self._early = b""  # bytes that came with the ready record
+        self._go = asyncio.Event()  # set once the terminal is back in normal mode
 
     @abc.abstractmethod
-    def output(self) -> AsyncIterator[bytes]:
-        """The terminal's bytes, result record removed; ends when the program ends."""
+    async def _recv(self) -> bytes:
+        """The next bytes from the terminal; b"" once it is closed."""
 
     @abc.abstractmethod
-    async def write(self, data: bytes) -> None: ...
+    async def _send(self, data: bytes) -> None:
+        """Bytes to the terminal; silently dropped once the program is gone."""
+
+    async def prepare(self, timeout: float = 15.0) -> None:
+        """Wait for the supervisor's `ready`: from then on the job can be sent."""
+
+        async def until_ready() -> None:
+            while self.scanner.state == NEW:
+                data = await self._recv()
+                if not data:
+                    raise SandboxError("the sandbox ended before it was ready")
+                self._early += self.scanner.feed(data)
+
+        try:
+            await asyncio.wait_for(until_ready(), timeout)
+        except TimeoutError:
+            raise SandboxError("the sandbox did not get ready in time") from None
+
+    async def begin(self, spec: ExecSpec) -> None:
+        await self._send(job_bytes(spec))
+
+    async def started(self) -> None:
+        """Return once the program may run: the supervisor said `go` (or it ended).
+        Before that the supervisor itself reads the terminal, which is no prompt."""
+        await self._go.wait()
+
+    async def output(self) -> AsyncIterator[bytes]:
+        """The terminal's bytes, protocol records removed; ends when the program ends."""
+        if self._early:
+            early, self._early = self._early, b""
+            yield early
+        while not self.scanner.done:
+            data = await self._recv()
+            if not data:
+                self._go.set()
+                tail = self.scanner.flush()
+                if tail:
+                    yield tail
+                return
+            passed = self.scanner.feed(data)
+            if self.scanner.state >= GO:
+                self._go.set()
+            if passed:
+                yield passed
+        self._go.set()
+
+    async def write(self, data: bytes) -> None:
+        # Until `go` the terminal is in raw mode for the job: typed bytes would be
+        # neither echoed nor line-edited, so they wait.
+        await self._go.wait()
+        if not self.scanner.done:
+            await self._send(data)
 
     @abc.abstractmethod
     async def resize(self, rows: int, cols: int) -> None: ...
@@ -99,25 +163,34 @@ class Runtime(abc.ABC):
         """How many more sandboxes may exist now (for a runtime that keeps spares)."""
 
 
-def supervisor_command(python: str, code: str) -> list[str]:
-    return [python, "-I", "-S", "-c", SUPERVISOR_SOURCE, CHILD_SOURCE, code]
+def supervisor_command(python: str) -> list[str]:
+    return [python, "-I", "-S", "-c", SUPERVISOR_SOURCE, CHILD_SOURCE]
+
+
+def job_bytes(spec: ExecSpec) -> bytes:
+    payload = json.dumps({"code": spec.code, "rows": spec.rows, "cols": spec.cols}).encode()
+    return b"%d\n" % len(payload) + payload
 
 
 def new_nonce() -> str:
     return secrets.token_hex(16)
 
 
+NEW, READY, GO = 0, 1, 2  # where the supervisor's protocol is
+
+
 class ResultScanner:
-    """Removes the supervisor's result record from the terminal stream.
+    """Takes the supervisor's records (`ready`, `go`, the result) out of the stream.
 
     Work per chunk is one ``bytes.find``; only a chunk ending in a possible start of
-    the marker is held back, a few bytes at most.
+    a record is held back, a few bytes at most.
     """
 
     def __init__(self, nonce: str) -> None:
         self._marker = RESULT_OSC + nonce.encode() + b";"
         self._held = b""
         self._record: bytearray | None = None
+        self.state = NEW
         self.result: dict[str, Any] | None = None
 
     @property
@@ -125,30 +198,35 @@ class ResultScanner:
         return self.result is not None
 
     def feed(self, data: bytes) -> bytes:
-        """Bytes to pass on; sets ``result`` once the record is complete."""
-        if self.result is not None:
-            return b""  # whatever orphans print after the end is not the program's
-        if self._record is not None:
-            return self._feed_record(data)
-        if self._held:
-            data = self._held + data
-            self._held = b""
-        at = data.find(self._marker)
-        if at >= 0:
-            self._record = bytearray()
-            rest = self._feed_record(data[at + len(self._marker) :])
-            return data[:at] + rest
-        keep = self._partial_suffix(data)
-        if keep:
-            self._held = data[-keep:]
-            return data[:-keep]
-        return data
+        """Bytes to pass on; advances ``state`` and sets ``result`` from records."""
+        out = bytearray()
+        while data and self.result is None:
+            if self._record is not None:
+                data = self._feed_record(data)
+                continue
+            if self._held:
+                data, self._held = self._held + data, b""
+            at = data.find(self._marker)
+            if at >= 0:
+                out += data[:at]
+                self._record = bytearray()
+                data = data[at + len(self._marker) :]
+                continue
+            keep = self._partial_suffix(data)
+            if keep:
+                self._held = data[-keep:]
+                data = data[:-keep]
+            out += data
+            break
+        # Whatever orphans print after the result is not the program's.
+        return bytes(out)
 
     def flush(self) -> bytes:
         held, self._held = self._held, b""
         return held
 
     def _feed_record(self, data: bytes) -> bytes:
+        """Consume record bytes; returns what follows the record."""
         assert self._record is not None
         end = data.find(RESULT_END)
         if end < 0:
@@ -157,14 +235,19 @@ class ResultScanner:
                 self._record = None  # not ours after all; drop it rather than buffer
             return b""
         self._record += data[:end]
-        try:
-            parsed = json.loads(bytes(self._record).decode("utf-8", "replace"))
-        except ValueError:
-            parsed = None
-        self._record = None
-        if isinstance(parsed, dict):
-            self.result = parsed
-        return b""
+        body, self._record = bytes(self._record), None
+        if body == b"ready":
+            self.state = max(self.state, READY)
+        elif body == b"go":
+            self.state = max(self.state, GO)
+        else:
+            try:
+                parsed = json.loads(body.decode("utf-8", "replace"))
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, dict):
+                self.result = parsed
+        return data[end + 1 :]
 
     def _partial_suffix(self, data: bytes) -> int:
         tail = data[-(len(self._marker) - 1) :]

@@ -13,7 +13,7 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -28,7 +28,6 @@ from codex.runtime.base import (
     Execution,
     ExitInfo,
     Readiness,
-    ResultScanner,
     Runtime,
     exit_info_from_record,
     new_nonce,
@@ -155,22 +154,29 @@ class DockerRuntime(Runtime):
         self._threads.shutdown(wait=False, cancel_futures=True)
 
     async def start(self, spec: ExecSpec) -> Execution:
+        warm = self.pool.take() if self.pool is not None else None
+        if warm is not None:
+            try:
+                await warm.begin(spec)
+            except OSError as exc:
+                log.warning("pooled sandbox %s unusable: %s", warm.container_id[:12], exc)
+                await warm.close()
+            else:
+                self._spawn(self.call(self._adopt, warm.container_id, spec.session_id))
+                return warm
+        execution = await self.prepare(spec.session_id)
+        try:
+            await execution.begin(spec)
+        except BaseException:
+            await execution.close()
+            raise
+        return execution
+
+    async def prepare(self, session_id: str | None) -> DockerExecution:
+        """A started container with the supervisor ready for a job."""
         nonce = new_nonce()
         try:
-            warm = self.pool.take() if self.pool is not None else None
-            if warm is not None:
-                try:
-                    exec_id, stream = await self.call(self._exec, warm, spec, nonce)
-                except docker.errors.DockerException as exc:
-                    # A pooled container that died while it waited: start cold.
-                    log.warning("pooled container %s unusable: %s", warm[:12], _short(exc))
-                    await self.call(remove_quietly, self.api(), warm)
-                    warm = None
-                else:
-                    container_id = warm
-                    self._spawn(self.call(self._adopt, container_id, spec.session_id))
-            if warm is None:
-                container_id, exec_id, stream = await self.call(self._cold_start, spec, nonce)
+            container_id, exec_id, stream = await self.call(self._create_exec, session_id, nonce)
         except docker.errors.ImageNotFound as exc:
             raise RuntimeUnavailable(
                 f"The sandbox image {self.settings.sandbox_image} is missing; build it "
@@ -181,7 +187,13 @@ class DockerRuntime(Runtime):
             raise SandboxError(
                 f"The Docker engine could not start the sandbox: {_short(exc)}"
             ) from exc
-        return DockerExecution(self, container_id, exec_id, stream, nonce)
+        execution = DockerExecution(self, container_id, exec_id, stream, nonce)
+        try:
+            await execution.prepare()
+        except BaseException:
+            await execution.close()
+            raise
+        return execution
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.ensure_future(work)
@@ -240,10 +252,10 @@ class DockerRuntime(Runtime):
             raise
         return container_id
 
-    def _cold_start(self, spec: ExecSpec, nonce: str) -> tuple[str, str, Any]:
-        container_id = self.create_started(spec.session_id)
+    def _create_exec(self, session_id: str | None, nonce: str) -> tuple[str, str, Any]:
+        container_id = self.create_started(session_id)
         try:
-            exec_id, stream = self._exec(container_id, spec, nonce)
+            exec_id, stream = self._exec(container_id, nonce)
         except BaseException:
             remove_quietly(self.api(), container_id)
             raise
@@ -257,17 +269,15 @@ class DockerRuntime(Runtime):
         except docker.errors.DockerException as exc:
             log.debug("rename %s: %s", container_id[:12], _short(exc))
 
-    def _exec(self, container_id: str, spec: ExecSpec, nonce: str) -> tuple[str, Any]:
+    def _exec(self, container_id: str, nonce: str) -> tuple[str, Any]:
         api = self.api()
         exec_id: str = api.exec_create(
             container_id,
-            supervisor_command(SANDBOX_PYTHON, spec.code),
+            supervisor_command(SANDBOX_PYTHON),
             stdin=True,
             tty=True,
             environment={
                 "CODEX_NONCE": nonce,
-                "CODEX_ROWS": str(spec.rows),
-                "CODEX_COLS": str(spec.cols),
                 "CODEX_HARDEN": "1",
                 "TERM": "xterm-256color",
             },
@@ -294,13 +304,13 @@ class DockerExecution(Execution):
         stream: Any,
         nonce: str,
     ) -> None:
+        super().__init__(nonce)
         self.runtime = runtime
         self.container_id = container_id
         self.exec_id = exec_id
         self._stream = stream
         self.sock: socket.socket = getattr(stream, "_sock", stream)
         self.sock.setblocking(False)
-        self.scanner = ResultScanner(nonce)
         self._pid: int | None = None
         self._killed = False
         self._closed = False
@@ -325,28 +335,17 @@ class DockerExecution(Execution):
                 return
             await asyncio.sleep(0.005)
 
-    async def output(self) -> AsyncIterator[bytes]:
-        loop = asyncio.get_running_loop()
-        while not self.scanner.done:
-            try:
-                data = await loop.sock_recv(self.sock, READ_SIZE)
-            except (ConnectionError, OSError):
-                data = b""
-            if not data:
-                tail = self.scanner.flush()
-                if tail:
-                    yield tail
-                return
-            passed = self.scanner.feed(data)
-            if passed:
-                yield passed
-
-    async def write(self, data: bytes) -> None:
-        if self._closed or self.scanner.done:
-            return
-        loop = asyncio.get_running_loop()
+    async def _recv(self) -> bytes:
         try:
-            await loop.sock_sendall(self.sock, data)
+            return await asyncio.get_running_loop().sock_recv(self.sock, READ_SIZE)
+        except (ConnectionError, OSError):
+            return b""
+
+    async def _send(self, data: bytes) -> None:
+        if self._closed:
+            return
+        try:
+            await asyncio.get_running_loop().sock_sendall(self.sock, data)
         except OSError:
             pass  # the program is gone; its end is reported by output()/wait()
 

@@ -13,7 +13,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 from ptyprocess import PtyProcess
 
@@ -24,7 +24,6 @@ from codex.runtime.base import (
     Execution,
     ExitInfo,
     Readiness,
-    ResultScanner,
     Runtime,
     exit_info_from_record,
     new_nonce,
@@ -52,18 +51,12 @@ class LocalRuntime(Runtime):
         nonce = new_nonce()
         workdir = tempfile.mkdtemp(prefix="codex-local-")
         env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
-        env.update(
-            HOME=workdir,
-            TERM="xterm-256color",
-            PYTHONIOENCODING="utf-8",
-            CODEX_NONCE=nonce,
-            CODEX_ROWS=str(spec.rows),
-            CODEX_COLS=str(spec.cols),
-        )
+        env.update(HOME=workdir, TERM="xterm-256color", PYTHONIOENCODING="utf-8")
+        env["CODEX_NONCE"] = nonce
         env.setdefault("LANG", "C.UTF-8")
         try:
             proc = PtyProcess.spawn(
-                supervisor_command(self.python, spec.code),
+                supervisor_command(self.python),
                 cwd=workdir,
                 env=env,
                 dimensions=(spec.rows, spec.cols),
@@ -71,13 +64,20 @@ class LocalRuntime(Runtime):
         except OSError as exc:
             shutil.rmtree(workdir, ignore_errors=True)
             raise SandboxError(f"Could not start the program: {exc}") from exc
-        return LocalExecution(proc, nonce, workdir)
+        execution = LocalExecution(proc, nonce, workdir)
+        try:
+            await execution.prepare()
+            await execution.begin(spec)
+        except BaseException:
+            await execution.close()
+            raise
+        return execution
 
 
 class LocalExecution(Execution):
     def __init__(self, proc: PtyProcess, nonce: str, workdir: str) -> None:
+        super().__init__(nonce)
         self.proc = proc
-        self.scanner = ResultScanner(nonce)
         self.workdir = workdir
         self._closed = False
         os.set_blocking(proc.fd, False)
@@ -85,33 +85,23 @@ class LocalExecution(Execution):
     def root_pid(self) -> int | None:
         return int(self.proc.pid)
 
-    async def output(self) -> AsyncIterator[bytes]:
+    async def _recv(self) -> bytes:
         loop = asyncio.get_running_loop()
-        fd = self.proc.fd
-        while not self.scanner.done and not self._closed:
+        while not self._closed:
             try:
-                data = os.read(fd, READ_SIZE)
+                return os.read(self.proc.fd, READ_SIZE)
             except BlockingIOError:
-                await _ready(fd, loop.add_reader, loop.remove_reader)
-                continue
+                await _ready(self.proc.fd, loop.add_reader, loop.remove_reader)
             except OSError:  # EIO: every holder of the terminal's slave side is gone
-                data = b""
-            if not data:
-                tail = self.scanner.flush()
-                if tail:
-                    yield tail
-                return
-            passed = self.scanner.feed(data)
-            if passed:
-                yield passed
+                return b""
+        return b""
 
-    async def write(self, data: bytes) -> None:
+    async def _send(self, data: bytes) -> None:
         loop = asyncio.get_running_loop()
         view = memoryview(data)
-        while view and not self._closed and not self.scanner.done:
+        while view and not self._closed:
             try:
-                n = os.write(self.proc.fd, view)
-                view = view[n:]
+                view = view[os.write(self.proc.fd, view) :]
             except BlockingIOError:
                 await _ready(self.proc.fd, loop.add_writer, loop.remove_writer)
             except OSError:

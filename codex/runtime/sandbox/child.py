@@ -1,5 +1,7 @@
 # Runs the user's program as __main__ in a fresh interpreter:
-#   python3 -I -c <this source> <result fd> <user code>
+#   python3 -I -c <this source> <code fd> <result fd>
+# It starts before the program is known (a pooled sandbox keeps it warm) and reads
+# the program from the code pipe, which the supervisor closes when it is all there.
 # An uncaught exception prints its traceback as Python would, and its type, message
 # and line go to the supervisor through the result pipe: facts from the interpreter,
 # not text parsed from the program's output.
@@ -10,8 +12,15 @@ import types
 
 
 def _run() -> None:
-    fd = int(sys.argv[1])
-    source = sys.argv[2]
+    code_fd, fd = int(sys.argv[1]), int(sys.argv[2])
+    chunks = []
+    while True:
+        chunk = os.read(code_fd, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(code_fd)
+    source = b"".join(chunks).decode("utf-8")
     os.set_inheritable(fd, False)
     filename = "main.py"
     sys.argv = [filename]

@@ -1,53 +1,71 @@
 # The first process of an execution, started on the execution's terminal as
-#   python3 -I -S -c <this source> <child source> <user code>
-# It runs the user's program in a child process and, when that child ends, writes one
-# result record to the terminal, framed as an OSC sequence carrying a nonce that only
-# this process and the server know. The server strips the record from the stream.
-# Printed text can therefore never pass for a result: forging one would need the nonce,
-# which lives in no file, no environment and no memory the user's program can read
-# (this process makes itself non-dumpable, which hides its /proc files from the child).
+#   python3 -I -S -c <this source> <child source>
+# It speaks a small protocol with the server over the terminal, framed as OSC
+# sequences that carry a nonce only this process and the server know:
+#   1. it starts the child interpreter at once (so a pooled sandbox has it warm),
+#      puts the terminal in raw mode and says `ready`;
+#   2. it reads the job, "<length>\n<json {code, rows, cols}>", restores the terminal,
+#      sets its size and says `go` (only then may the server type into the terminal);
+#   3. it hands the code to the child through a pipe, waits for it, and writes one
+#      result record: {exitCode, signal, error}.
+# Printed text can never pass for a record: forging one needs the nonce, which lives
+# in no file, no environment and no memory the user's program can read (this process
+# makes itself non-dumpable, which hides its /proc files from the child).
 import json
 import os
 import signal
 import sys
 
-RESULT_OSC = b"\x1b]6973;"
+OSC = b"\x1b]6973;"
+BEL = b"\x07"
+SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTOU, signal.SIGTTIN)
 
 
 def main() -> None:
-    child_source, user_code = sys.argv[1], sys.argv[2]
+    child_source = sys.argv[1]
     env = dict(os.environ)
     nonce = env.pop("CODEX_NONCE", "").encode()
-    rows = int(env.pop("CODEX_ROWS", "0") or 0)
-    cols = int(env.pop("CODEX_COLS", "0") or 0)
-    harden = env.pop("CODEX_HARDEN", "") == "1"
-    if harden:
+    if env.pop("CODEX_HARDEN", "") == "1":
         _set_non_dumpable()
-    saved_tty = _prepare_terminal(rows, cols)
     # Ctrl-C and friends are for the user's program; this process must outlive it.
-    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTOU, signal.SIGTTIN):
+    for sig in SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
-    read_end, write_end = os.pipe()
+    code_r, code_w = os.pipe()
+    result_r, result_w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTOU, signal.SIGTTIN):
+        for sig in SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
-        os.close(read_end)
-        os.set_inheritable(write_end, True)
-        argv = [sys.executable, "-I", "-c", child_source, str(write_end), user_code]
+        os.close(code_w)
+        os.close(result_r)
+        os.set_inheritable(code_r, True)
+        os.set_inheritable(result_w, True)
+        argv = [sys.executable, "-I", "-c", child_source, str(code_r), str(result_w)]
         try:
             os.execve(sys.executable, argv, env)
         finally:
             os._exit(127)
-    os.close(write_end)
+    os.close(code_r)
+    os.close(result_w)
+    saved = _raw_terminal()
+    _say(nonce, b"ready")
+    job = json.loads(_read_job().decode("utf-8"))
+    _restore_terminal(saved)
+    _set_size(int(job.get("rows") or 0), int(job.get("cols") or 0))
+    _say(nonce, b"go")
+    try:
+        _write_all(code_w, job["code"].encode("utf-8"))
+    except OSError:
+        pass  # the child is gone already; its status says why
+    os.close(code_w)
     _, status = os.waitpid(pid, 0)
-    os.set_blocking(read_end, False)
+    os.set_blocking(result_r, False)
     try:
         # A grandchild may hold the pipe open, so read what is there and never wait.
-        report = os.read(read_end, 65536)
+        report = os.read(result_r, 65536)
     except OSError:
         report = b""
-    record: dict[str, object] = {"exitCode": None, "signal": None, "error": None}
+    record = {"exitCode": None, "signal": None, "error": None}
     if os.WIFSIGNALED(status):
         num = os.WTERMSIG(status)
         record["signal"] = _signal_name(num)
@@ -59,18 +77,46 @@ def main() -> None:
             record["error"] = json.loads(report.decode("utf-8", "replace"))
         except ValueError:
             pass
-    _restore_terminal(saved_tty)
-    payload = json.dumps(record).encode()
-    os.write(1, RESULT_OSC + nonce + b";" + payload + b"\x07")
+    # The program may have left echo off (getpass killed) or output stopped (Ctrl-S);
+    # the record must still get through.
+    _restore_terminal(saved)
+    _say(nonce, json.dumps(record).encode())
     code = record["exitCode"]
     os._exit(code if isinstance(code, int) and 0 <= code < 256 else 1)
+
+
+def _say(nonce: bytes, payload: bytes) -> None:
+    _write_all(1, OSC + nonce + b";" + payload + BEL)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read_job() -> bytes:
+    header = b""
+    while not header.endswith(b"\n"):
+        chunk = os.read(0, 1)
+        if not chunk:
+            os._exit(1)
+        header += chunk
+    size = int(header)
+    data = b""
+    while len(data) < size:
+        chunk = os.read(0, size - len(data))
+        if not chunk:
+            os._exit(1)
+        data += chunk
+    return data
 
 
 def _signal_name(num: int) -> str:
     try:
         return signal.Signals(num).name
     except ValueError:
-        return f"SIG{num}"
+        return "SIG%d" % num
 
 
 def _set_non_dumpable() -> None:
@@ -83,34 +129,45 @@ def _set_non_dumpable() -> None:
         pass
 
 
-def _prepare_terminal(rows: int, cols: int) -> object:
+def _raw_terminal() -> object:
+    """Raw mode while the job arrives: no echo, no line editing, bytes as sent."""
     try:
-        import fcntl
-        import struct
         import termios
-    except ImportError:
-        return None
-    try:
-        # A TTY `docker exec` starts at 0x0 until the engine is told a size; programs
-        # that ask for their width must never see that, so set it before they start.
-        current = fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8)
-        r, c = struct.unpack("HHHH", current)[:2]
-        if (r == 0 or c == 0) and rows > 0 and cols > 0:
-            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-        return termios.tcgetattr(0)
-    except OSError:
+
+        saved = termios.tcgetattr(0)
+        mode = termios.tcgetattr(0)
+        mode[0] &= ~(termios.ICRNL | termios.INLCR | termios.IGNCR | termios.IXON | termios.ISTRIP)
+        mode[3] &= ~(termios.ECHO | termios.ICANON | termios.ISIG | termios.IEXTEN)
+        mode[6][termios.VMIN] = 1
+        mode[6][termios.VTIME] = 0
+        termios.tcsetattr(0, termios.TCSANOW, mode)
+        return saved
+    except Exception:
         return None
 
 
 def _restore_terminal(saved: object) -> None:
-    # The program may have left echo off (getpass killed) or output stopped (Ctrl-S);
-    # the record must still get through.
     try:
         import termios
 
         if saved is not None:
             termios.tcsetattr(0, termios.TCSANOW, saved)  # type: ignore[arg-type]
         termios.tcflow(1, termios.TCOON)
+    except Exception:
+        pass
+
+
+def _set_size(rows: int, cols: int) -> None:
+    # A TTY `docker exec` starts at 0x0 until the engine is told a size; programs
+    # that ask for their width must never see that, so set it before they start.
+    if rows <= 0 or cols <= 0:
+        return
+    try:
+        import fcntl
+        import struct
+        import termios
+
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     except Exception:
         pass
 
