@@ -26,10 +26,17 @@ log = logging.getLogger(__name__)
 
 # Room for the JSON around the largest code and stdin the settings allow.
 BODY_OVERHEAD = 16 * 1024
+DRAIN_LIMIT = 16 * 1024 * 1024
 
 
+@tornado.web.stream_request_body
 class JsonHandler(tornado.web.RequestHandler):
+    """Every API handler: the JSON error shape, the origin check, and a body read
+    with a cap, so an oversized body always gets this API's 413 (Tornado's own cap,
+    which answers with a bare 400, is kept above ours)."""
+
     registry: SessionRegistry
+    body_limit = 16 * 1024  # handlers that take a real body raise it
 
     def initialize(self, registry: SessionRegistry) -> None:
         self.registry = registry
@@ -48,6 +55,35 @@ class JsonHandler(tornado.web.RequestHandler):
                 raise CodexForbiddenOrigin("This origin may not use the API.")
             self.set_header("Access-Control-Allow-Origin", origin)
             self.set_header("Vary", "Origin")
+        self._chunks: list[bytes] = []
+        self._size = 0
+        # A body over the limit is read and dropped, up to DRAIN_LIMIT, so the client
+        # (still sending) reads our 413 instead of a reset connection; past that the
+        # connection is closed.
+        length = self.request.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) > DRAIN_LIMIT:
+            raise self._too_large()
+        connection = self.request.connection
+        if connection is not None and hasattr(connection, "set_max_body_size"):
+            connection.set_max_body_size(max(DRAIN_LIMIT, 2 * self.limit()))
+
+    def limit(self) -> int:
+        return self.body_limit
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"The request body is larger than {self.limit()} bytes.")
+
+    def data_received(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size <= self.limit():
+            self._chunks.append(chunk)
+        else:
+            self._chunks.clear()
+
+    def body(self) -> bytes:
+        if self._size > self.limit():
+            raise self._too_large()
+        return b"".join(self._chunks)
 
     def options(self, *args: Any) -> None:
         self.set_header("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
@@ -93,7 +129,7 @@ class JsonHandler(tornado.web.RequestHandler):
         if ctype.split(";")[0].strip().lower() != "application/json":
             raise UnsupportedMediaType("The body must be JSON, sent as application/json.")
         try:
-            body = json.loads(self.request.body or b"")
+            body = json.loads(self.body())
         except (ValueError, UnicodeDecodeError):
             raise MalformedJson("The body is not valid JSON.") from None
         if not isinstance(body, dict):
@@ -131,36 +167,19 @@ def parse_execute(body: dict[str, Any]) -> tuple[str, str, str]:
     return code, normalize_language(language), stdin
 
 
-@tornado.web.stream_request_body
 class ExecuteHandler(JsonHandler):
-    def prepare(self) -> None:
-        super().prepare()
+    def limit(self) -> int:
         s = self.registry.settings
-        self._limit = s.max_code_bytes + s.max_stdin_bytes + BODY_OVERHEAD
-        self._chunks: list[bytes] = []
-        self._size = 0
-        length = self.request.headers.get("Content-Length")
-        if length and length.isdigit() and int(length) > self._limit:
-            raise self._too_large()
-        connection = self.request.connection
-        if connection is not None and hasattr(connection, "set_max_body_size"):
-            connection.set_max_body_size(self._limit + 1)
+        return s.max_code_bytes + s.max_stdin_bytes + BODY_OVERHEAD
 
     def _too_large(self) -> PayloadTooLarge:
+        s = self.registry.settings
         return PayloadTooLarge(
-            f"The request is larger than the limit ({self.registry.settings.max_code_bytes} "
-            "bytes of code).",
-            field="code",
+            f"The request is larger than the limit ({s.max_code_bytes} bytes of code, "
+            f"{s.max_stdin_bytes} of stdin)."
         )
 
-    def data_received(self, chunk: bytes) -> None:
-        self._size += len(chunk)
-        if self._size > self._limit:
-            raise self._too_large()
-        self._chunks.append(chunk)
-
     async def post(self) -> None:
-        self.request.body = b"".join(self._chunks)
         code, language, stdin = parse_execute(self.json_body())
         session = await self.registry.create(code, language, stdin)
         status = session.result["status"] if session.result else "running"

@@ -146,6 +146,7 @@ OPENAPI: dict[str, Any] = {
                 "type": "object",
                 "nullable": True,
                 "properties": {
+                    "sessionId": {"type": "string"},
                     "status": {
                         "type": "string",
                         "enum": [
@@ -178,7 +179,25 @@ OPENAPI: dict[str, Any] = {
                     "prompt": {"type": "string", "nullable": True},
                     "detector": {"type": "string"},
                     "outputBytes": {"type": "integer"},
+                    "screen": {"$ref": "#/components/schemas/Screen"},
                     "result": {"$ref": "#/components/schemas/Result"},
+                },
+            },
+            "Screen": {
+                "type": "object",
+                "description": "What the terminal shows now (a pyte screen model).",
+                "properties": {
+                    "rows": {"type": "integer"},
+                    "cols": {"type": "integer"},
+                    "lines": {"type": "array", "items": {"type": "string"}},
+                    "cursor": {
+                        "type": "object",
+                        "properties": {
+                            "row": {"type": "integer"},
+                            "col": {"type": "integer"},
+                            "hidden": {"type": "boolean"},
+                        },
+                    },
                 },
             },
             "Cancelled": {

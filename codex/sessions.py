@@ -120,6 +120,7 @@ class Session:
                 "code": SYNTAX_ERROR,
                 "line": problem.line,
                 "offset": problem.offset,
+                "sessionId": self.id,
             },
         )
         self._complete(SYNTAX_ERROR, exit_code=None)

@@ -148,3 +148,29 @@ async def test_terminal_websocket_refuses_a_foreign_origin() -> None:
         with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
             await tornado.websocket.websocket_connect(request)
         assert refused.value.code == 403
+
+
+async def test_oversized_bodies_get_the_json_413_however_they_are_sent() -> None:
+    async with running_app(runtime="local", max_code_bytes=1000, max_stdin_bytes=1000) as h:
+        big = b'{"code": "' + b"x" * 200_000 + b'"}'
+
+        async def chunks(write):  # type: ignore[no-untyped-def]
+            for at in range(0, len(big), 8192):
+                await write(big[at : at + 8192])
+
+        import tornado.httpclient
+
+        request = tornado.httpclient.HTTPRequest(
+            h.base_url + "/api/execute",
+            method="POST",
+            body_producer=chunks,
+            headers={"Content-Type": "application/json"},
+            request_timeout=30,
+        )
+        resp = await h.http.fetch(request, raise_error=False)
+        assert resp.code == 413, resp
+        assert resp.headers["Content-Type"].startswith("application/json")
+        assert_error(await post(h, raw=b"x" * 5_000_000), 413, "payload_too_large")
+        # A body where none is expected is read and dropped (memory stays bounded).
+        other = await h.request("DELETE", "/api/sessions/abc", raw=b"x" * 5_000_000)
+        assert_error(other, 404, "session_not_found")

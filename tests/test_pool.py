@@ -98,3 +98,56 @@ async def test_pool_off_starts_cold() -> None:
         assert isinstance(h.app.runtime, DockerRuntime) and h.app.runtime.pool is None
         t = await h.run("print('cold')")
         assert t.output == "cold\r\n"
+
+
+def _labelled_container(owner: str) -> str:
+    return subprocess.run(
+        [
+            "docker",
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--label",
+            "org.codex.managed=1",
+            "--label",
+            f"org.codex.owner={owner}",
+            "codex-sandbox:latest",
+            "sleep",
+            "60",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.strip()
+
+
+def _remove(*container_ids: str) -> None:
+    subprocess.run(["docker", "rm", "-f", *container_ids], capture_output=True, timeout=30)
+
+
+def _exists(container_id: str) -> bool:
+    probe = subprocess.run(["docker", "inspect", container_id], capture_output=True, timeout=20)
+    return probe.returncode == 0
+
+
+async def test_startup_sweeps_orphans_but_not_live_servers() -> None:
+    from codex.runtime.owner import identity
+
+    boot, namespace, _, _ = identity().split("/")
+    orphan_other_boot = _labelled_container("another-boot/1/2/3")
+    orphan_dead_pid = _labelled_container(f"{boot}/{namespace}/999999/1")
+    unlabelled_owner = _labelled_container("")
+    live = _labelled_container(identity())  # this very process: alive
+    foreign_namespace = _labelled_container(f"{boot}/4026599999/12/34")
+    try:
+        async with running_app(pool_size=0):
+            pass
+        assert not _exists(orphan_other_boot)
+        assert not _exists(orphan_dead_pid)
+        assert not _exists(unlabelled_owner)
+        assert _exists(live)
+        assert _exists(foreign_namespace)
+    finally:
+        _remove(live, foreign_namespace)

@@ -33,6 +33,7 @@ from codex.runtime.base import (
     new_nonce,
     supervisor_command,
 )
+from codex.runtime.owner import identity, owner_gone
 from codex.runtime.pool import ContainerPool
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ T = TypeVar("T")
 LABEL_MANAGED = "org.codex.managed"
 LABEL_INSTANCE = "org.codex.instance"
 LABEL_SESSION = "org.codex.session"
+LABEL_OWNER = "org.codex.owner"
 SANDBOX_USER = "1000:1000"
 SANDBOX_PYTHON = "python3"
 READ_SIZE = 65536
@@ -53,6 +55,7 @@ class DockerRuntime(Runtime):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.instance = uuid.uuid4().hex[:12]
+        self.owner = identity()
         self._threads = ThreadPoolExecutor(max_workers=32, thread_name_prefix="docker")
         self._api: docker.APIClient | None = None
         self._ready_cache: tuple[float, Readiness] | None = None
@@ -136,10 +139,12 @@ class DockerRuntime(Runtime):
             self.pool.headroom = headroom
 
     def sweep(self, instance: str | None = None) -> int:
-        """Remove our containers: all of them, or one instance's."""
+        """Remove one instance's containers, or (None) those whose server is gone."""
         label = f"{LABEL_INSTANCE}={instance}" if instance else LABEL_MANAGED
         api = self.api()
-        found = api.containers(all=True, filters={"label": label}, quiet=True)
+        found = api.containers(all=True, filters={"label": label})
+        if instance is None:
+            found = [c for c in found if owner_gone(c.get("Labels", {}).get(LABEL_OWNER))]
         for c in found:
             remove_quietly(api, c["Id"])
         return len(found)
@@ -224,7 +229,7 @@ class DockerRuntime(Runtime):
             ],
             ipc_mode="private",
         )
-        labels = {LABEL_MANAGED: "1", LABEL_INSTANCE: self.instance}
+        labels = {LABEL_MANAGED: "1", LABEL_INSTANCE: self.instance, LABEL_OWNER: self.owner}
         if session_id is not None:
             labels[LABEL_SESSION] = session_id
         return {

@@ -70,6 +70,7 @@ class SocketIOTransport:
             async_mode="tornado",
             cors_allowed_origins=self._origin_ok,
             max_http_buffer_size=max_message,
+            cors_credentials=False,  # no cookies are used: never credentials with `*`
             logger=False,
             engineio_logger=False,
         )

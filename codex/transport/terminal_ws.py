@@ -23,7 +23,7 @@ from typing import Any
 
 import tornado.websocket
 
-from codex.errors import CodexError, InvalidField, SessionNotFound
+from codex.errors import CodexError, InvalidField, PayloadTooLarge, SessionNotFound
 from codex.eventlog import OUTPUT, Entry
 from codex.origins import origin_allowed
 from codex.sessions import FRAME_CHARS, Session, SessionRegistry
@@ -120,7 +120,7 @@ class TerminalHandler(tornado.websocket.WebSocketHandler):
     async def _write(self, session: Session, data: bytes) -> None:
         limit = self.registry.settings.max_input_bytes
         if len(data) > limit:
-            raise InvalidField(f"A message may carry at most {limit} bytes.", field="stdin")
+            raise PayloadTooLarge(f"A message may carry at most {limit} bytes.", field="stdin")
         if not session.finished:
             await session.write(data)
 
