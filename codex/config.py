@@ -52,13 +52,28 @@ class Settings:
         64 * 1024, "Largest `stdin` text accepted with an execution, in bytes."
     )
     max_input_bytes: int = setting(16 * 1024, "Largest single `input` message, in bytes.")
-    time_limit: float = setting(10.0, "Wall-clock seconds an execution may run.")
+    time_limit: float = setting(
+        10.0, "Seconds an execution may run; time blocked waiting for input does not count."
+    )
+    input_wait_limit: float = setting(
+        300.0, "Seconds one wait for input may last before the session is ended."
+    )
     memory_limit_mb: int = setting(
         256, "Memory limit of an execution's container in MiB (swap equals memory)."
     )
     pids_limit: int = setting(64, "Most processes and threads an execution may have.")
     cpus: float = setting(1.0, "CPU cores an execution may use (a CFS quota).")
     tmpfs_size_mb: int = setting(64, "Size of the writable /tmp of a container, in MiB.")
+    tmpfs_inodes: int = setting(4096, "Most files and directories in a container's /tmp.")
+    nofile_limit: int = setting(256, "Most open files per process in a container (ulimit).")
+    seccomp: str = setting(
+        "codex",
+        "System call filter: `codex` (Docker's default minus io_uring, ptrace, "
+        "process_vm_*, namespaces; see docs/security.md), `docker-default`, or "
+        "`unconfined` (never in production).",
+        choices=("codex", "docker-default", "unconfined"),
+    )
+    sandbox_user: str = setting("1000:1000", "uid:gid programs run as (never 0).")
     output_limit_bytes: int = setting(
         1024 * 1024, "Bytes of output an execution may produce before it is stopped."
     )
@@ -101,12 +116,16 @@ class Settings:
             f"must be between 1 and {MAX_CODE_BYTES_CEILING}",
         )
         need(self.pool_size >= 0, "pool_size", "must be 0 or more")
+        uid = self.sandbox_user.split(":")[0]
+        need(uid.isdigit() and int(uid) != 0, "sandbox_user", "must be a numeric, non-root uid")
         for name in (
             "max_stdin_bytes",
             "max_input_bytes",
             "memory_limit_mb",
             "pids_limit",
             "tmpfs_size_mb",
+            "tmpfs_inodes",
+            "nofile_limit",
             "output_limit_bytes",
             "max_sessions",
             "term_rows",
@@ -114,7 +133,7 @@ class Settings:
             "detector_interval_ms",
         ):
             need(getattr(self, name) > 0, name, "must be positive")
-        for name in ("time_limit", "cpus", "docker_timeout", "session_ttl"):
+        for name in ("time_limit", "input_wait_limit", "cpus", "docker_timeout", "session_ttl"):
             need(getattr(self, name) > 0, name, "must be positive")
         need(self.memory_limit_mb >= 16, "memory_limit_mb", "must be at least 16")
         if self.runtime == "local" and not self.allow_unsafe_local:

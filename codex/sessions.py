@@ -27,6 +27,7 @@ from codex.errors import (
 from codex.eventlog import COMPLETE, ERROR, INPUT_REQUIRED, OUTPUT, Entry, EventLog, Follower
 from codex.input_detect import InputWatcher
 from codex.languages import SyntaxProblem, check_syntax
+from codex.limits import RunClock
 from codex.runtime.base import ExecSpec, Execution, ExitInfo, Runtime
 from codex.terminal import TerminalModel
 
@@ -85,8 +86,6 @@ class Session:
         self._execution: Execution | None = None
         self._task: asyncio.Task[None] | None = None
         self._kill_reason: str | None = None
-        self._started_mono: float | None = None
-        self._ended_mono: float | None = None
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._pending: list[tuple[str, bool]] = []
         self._pending_chars = 0
@@ -97,7 +96,13 @@ class Session:
         self._queued_input: list[bytes] | None = [stdin.encode("utf-8")] if stdin else []
         self._expect_echo = stdin.replace("\n", "\r\n")
         self.watcher = InputWatcher(self, self._root_pid, settings.detector_interval_ms / 1000)
-        self._timers: list[asyncio.TimerHandle] = []
+        self.clock = RunClock(
+            settings.time_limit,
+            settings.input_wait_limit,
+            on_timeout=lambda: self._stop(TIMEOUT),
+            on_abandoned=lambda: self._stop(TIMEOUT, abandoned=True),
+        )
+        self._abandoned = False
         self._tasks: set[asyncio.Task[None]] = set()
         # Each message is written whole and in arrival order.
         self._write_lock = asyncio.Lock()
@@ -137,7 +142,7 @@ class Session:
             raise SessionFinished("The program has already finished.")
         if b"\n" in data or b"\r" in data or b"\x04" in data:
             # A completed line satisfies a canonical-mode read: the wait is over.
-            self.waiting = None
+            self.withdraw()
         self.watcher.nudge()
         if self._queued_input is not None:
             # Until the sandbox takes typing (see _deliver_queued_input), input queues
@@ -189,12 +194,11 @@ class Session:
                 return
             if (self.rows, self.cols) != (spec.rows, spec.cols):  # resized while starting
                 await self._execution.resize(self.rows, self.cols)
-            self._started_mono = time.monotonic()
             self.state = RUNNING
             if self._kill_reason is not None:  # cancelled while the container started
                 await self._execution.kill()
             else:
-                self._arm_limits()
+                self.clock.start()
             self._background(self._deliver_queued_input())
             detector = asyncio.ensure_future(self._watch(self._execution))
             try:
@@ -203,13 +207,13 @@ class Session:
                     if self._controller_lag() > HIGH_WATER:
                         await self._wait_for_controller()
             finally:
-                self._ended_mono = time.monotonic()
+                self.clock.stop()
                 detector.cancel()
             self._on_bytes(b"", final=True)
             info = await self._execution.wait()
             self._complete_from(info)
         except asyncio.CancelledError:
-            self._ended_mono = self._ended_mono or time.monotonic()
+            self.clock.stop()
             if not self.finished:
                 self._complete(CANCELLED, exit_code=None)
             raise
@@ -218,8 +222,7 @@ class Session:
             if not self.finished:
                 self._complete(INTERNAL_ERROR, exit_code=None, message="The server failed.")
         finally:
-            for timer in self._timers:
-                timer.cancel()
+            self.clock.stop()
             if self._execution is not None:
                 try:
                     await self._execution.close()
@@ -260,14 +263,11 @@ class Session:
             await self._execution.write(queue.pop(0))
         self._queued_input = None
 
-    def _arm_limits(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._timers.append(loop.call_later(self.settings.time_limit, self._stop, TIMEOUT))
-
-    def _stop(self, reason: str) -> None:
+    def _stop(self, reason: str, *, abandoned: bool = False) -> None:
         if self.finished or self._kill_reason is not None:
             return
         self._kill_reason = reason
+        self._abandoned = abandoned
         self._progress.set()
         # Still starting: the run kills the container as soon as it exists.
         if self._execution is not None:
@@ -364,6 +364,7 @@ class Session:
 
     def announce(self, password: bool) -> None:
         self._flush()
+        self.clock.pause()
         self.waiting = self.log.append(
             INPUT_REQUIRED,
             payload={
@@ -375,7 +376,9 @@ class Session:
         )
 
     def withdraw(self) -> None:
-        self.waiting = None
+        if self.waiting is not None:
+            self.waiting = None
+            self.clock.resume()
 
     # -- the end ------------------------------------------------------------------------
 
@@ -404,6 +407,10 @@ class Session:
                 message = f"The program was killed by {info.signal}."
             else:
                 message = f"The program exited with code {info.exit_code}."
+        elif status == TIMEOUT and self._abandoned:
+            message = (
+                f"No input came for {self.settings.input_wait_limit:g} s: the program was stopped."
+            )
         elif status == TIMEOUT:
             message = f"Time limit exceeded: the program ran for {self.settings.time_limit:g} s."
         elif status == MEMORY_LIMIT:
@@ -412,9 +419,7 @@ class Session:
             message = f"Output limit exceeded: {self.settings.output_limit_bytes} bytes."
         elif status == INTERNAL_ERROR:
             message = info.detail or "The sandbox failed."
-        self._complete(
-            status, exit_code=info.exit_code, message=message, line=line, signal=info.signal
-        )
+        self._complete(status, exit_code=info.exit_code, message=message, line=line, info=info)
 
     def _complete(
         self,
@@ -423,10 +428,11 @@ class Session:
         exit_code: int | None,
         message: str | None = None,
         line: int | None = None,
-        signal: str | None = None,
+        info: ExitInfo | None = None,
     ) -> None:
         if self.finished:
             return
+        info = info or ExitInfo()
         self._flush()
         self.waiting = None
         self.state = FINISHED
@@ -436,16 +442,15 @@ class Session:
             if line is not None:
                 payload["line"] = line
             self.log.append(ERROR, payload=payload)
-        duration = 0
-        if self._started_mono is not None:
-            end = self._ended_mono or time.monotonic()
-            duration = round((end - self._started_mono) * 1000)
+        duration = round(self.clock.elapsed * 1000)
         self.result = {
             "sessionId": self.id,
             "status": status,
             "exitCode": exit_code,
-            "signal": signal,
+            "signal": info.signal,
             "durationMs": duration,
+            "cpuMs": info.cpu_ms,
+            "memoryPeakBytes": info.memory_peak_bytes,
             "outputBytes": self.output_bytes,
             "truncated": self.truncated,
         }

@@ -42,6 +42,7 @@ class ExitInfo:
     reported: bool = False
     detail: str = ""
     memory_peak_bytes: int | None = None
+    cpu_ms: int | None = None
 
 
 @dataclass

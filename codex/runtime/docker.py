@@ -33,8 +33,10 @@ from codex.runtime.base import (
     new_nonce,
     supervisor_command,
 )
+from codex.runtime.cgroup import CgroupStats
 from codex.runtime.owner import identity, owner_gone
 from codex.runtime.pool import ContainerPool
+from codex.runtime.seccomp import security_opt
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,6 @@ LABEL_MANAGED = "org.codex.managed"
 LABEL_INSTANCE = "org.codex.instance"
 LABEL_SESSION = "org.codex.session"
 LABEL_OWNER = "org.codex.owner"
-SANDBOX_USER = "1000:1000"
 SANDBOX_PYTHON = "python3"
 READ_SIZE = 65536
 
@@ -213,9 +214,12 @@ class DockerRuntime(Runtime):
         host_config = api.create_host_config(
             network_mode="none",
             cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
+            security_opt=security_opt(s.seccomp),
             read_only=True,
-            tmpfs={"/tmp": f"rw,nosuid,nodev,size={s.tmpfs_size_mb}m,nr_inodes=4096,mode=1777"},
+            tmpfs={
+                "/tmp": f"rw,nosuid,nodev,size={s.tmpfs_size_mb}m,"
+                f"nr_inodes={s.tmpfs_inodes},mode=1777"
+            },
             mem_limit=memory,
             memswap_limit=memory,
             pids_limit=s.pids_limit,
@@ -224,7 +228,7 @@ class DockerRuntime(Runtime):
             log_config=LogConfig(type="none"),
             ulimits=[
                 Ulimit(name="core", soft=0, hard=0),
-                Ulimit(name="nofile", soft=256, hard=256),
+                Ulimit(name="nofile", soft=s.nofile_limit, hard=s.nofile_limit),
                 Ulimit(name="fsize", soft=s.tmpfs_size_mb << 20, hard=s.tmpfs_size_mb << 20),
             ],
             ipc_mode="private",
@@ -235,7 +239,7 @@ class DockerRuntime(Runtime):
         return {
             "image": s.sandbox_image,
             "command": ["sleep", "infinity"],
-            "user": SANDBOX_USER,
+            "user": s.sandbox_user,
             "hostname": "sandbox",
             "working_dir": "/tmp",
             "environment": {"HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"},
@@ -317,6 +321,8 @@ class DockerExecution(Execution):
         self.sock: socket.socket = getattr(stream, "_sock", stream)
         self.sock.setblocking(False)
         self._pid: int | None = None
+        self._cgroup: CgroupStats | None = None
+        self._cpu_at_begin: int | None = None
         self._killed = False
         self._closed = False
         self._pid_task = asyncio.ensure_future(self._find_pid())
@@ -335,6 +341,7 @@ class DockerExecution(Execution):
             pid = info.get("Pid") or 0
             if pid > 0:
                 self._pid = int(pid)
+                self._cgroup = CgroupStats.of_pid(self._pid)
                 return
             if not info.get("Running", True) and info.get("ExitCode") is not None:
                 return
@@ -364,25 +371,39 @@ class DockerExecution(Execution):
         except Exception as exc:
             log.debug("resize failed: %s", _short(exc))
 
+    async def begin(self, spec: ExecSpec) -> None:
+        # A pooled sandbox spent CPU getting warm: count only the program's.
+        if self._cgroup is not None:
+            self._cpu_at_begin = self._cgroup.cpu_ns()
+        await super().begin(spec)
+
     async def wait(self) -> ExitInfo:
-        api = self.runtime.api()
         if self.scanner.result is not None:
             info = exit_info_from_record(self.scanner.result)
-            if info.signal != "SIGKILL":
-                return info
         else:
             info = ExitInfo(detail="the sandbox ended without a result")
             try:
-                state = await self.runtime.call(api.exec_inspect, self.exec_id)
+                state = await self.runtime.call(self.runtime.api().exec_inspect, self.exec_id)
                 code = state.get("ExitCode")
                 info.exit_code = code if isinstance(code, int) else None
             except Exception as exc:
                 info.detail = f"the Docker engine failed: {_short(exc)}"
-        try:
-            inspected = await self.runtime.call(api.inspect_container, self.container_id)
-            info.oom_killed = bool(inspected.get("State", {}).get("OOMKilled"))
-        except Exception:
-            pass
+        if self._cgroup is not None:
+            info.oom_killed = bool(self._cgroup.oom_kills())
+            cpu = self._cgroup.cpu_ns()
+            if cpu is not None:
+                info.cpu_ms = round((cpu - (self._cpu_at_begin or 0)) / 1e6)
+            info.memory_peak_bytes = self._cgroup.memory_peak()
+        elif info.signal == "SIGKILL" or not info.reported:
+            # No cgroup files to read: ask the engine (it sees only its own init's
+            # OOM kills, so this can miss one).
+            try:
+                inspected = await self.runtime.call(
+                    self.runtime.api().inspect_container, self.container_id
+                )
+                info.oom_killed = bool(inspected.get("State", {}).get("OOMKilled"))
+            except Exception:
+                pass
         return info
 
     async def kill(self) -> None:

@@ -1,0 +1,83 @@
+"""What the kernel counted for a container: OOM kills, CPU time, peak memory.
+
+Read from the host's cgroup files, found through the supervisor's /proc/<pid>/cgroup
+(cgroup v1 and v2). These are the kernel's own counters: `memory_limit` is decided
+from the OOM-kill count, never guessed from an exit status of 137. Where the files
+cannot be read (a server in its own cgroup namespace, no privilege) every value is
+None and the verdict says what it can without them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path("/sys/fs/cgroup")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _field(text: str | None, name: str) -> int | None:
+    for line in (text or "").splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == name:
+            return int(parts[1])
+    return None
+
+
+class CgroupStats:
+    def __init__(self, memory: Path | None, cpu: Path | None, unified: bool) -> None:
+        self.memory = memory
+        self.cpu = cpu
+        self.unified = unified
+
+    @classmethod
+    def of_pid(cls, pid: int) -> CgroupStats | None:
+        text = _read(Path(f"/proc/{pid}/cgroup"))
+        if not text:
+            return None
+        memory = cpu = None
+        for line in text.splitlines():
+            _, controllers, path = line.split(":", 2)
+            rel = path.lstrip("/")
+            if controllers == "":  # cgroup v2: one hierarchy for everything
+                unified = ROOT / rel
+                if (unified / "memory.events").exists():
+                    return cls(unified, unified, unified=True)
+            names = controllers.split(",")
+            if "memory" in names:
+                memory = ROOT / "memory" / rel
+            if "cpuacct" in names:
+                cpu = ROOT / controllers / rel
+                if not cpu.exists():
+                    cpu = ROOT / "cpuacct" / rel
+        if memory is None and cpu is None:
+            return None
+        return cls(memory, cpu, unified=False)
+
+    def oom_kills(self) -> int | None:
+        if self.memory is None:
+            return None
+        if self.unified:
+            return _field(_read(self.memory / "memory.events"), "oom_kill")
+        return _field(_read(self.memory / "memory.oom_control"), "oom_kill")
+
+    def cpu_ns(self) -> int | None:
+        if self.cpu is None:
+            return None
+        if self.unified:
+            usec = _field(_read(self.cpu / "cpu.stat"), "usage_usec")
+            return None if usec is None else usec * 1000
+        text = _read(self.cpu / "cpuacct.usage")
+        return int(text) if text and text.strip().isdigit() else None
+
+    def memory_peak(self) -> int | None:
+        if self.memory is None:
+            return None
+        name = "memory.peak" if self.unified else "memory.max_usage_in_bytes"
+        text = _read(self.memory / name)
+        return int(text) if text and text.strip().isdigit() else None
