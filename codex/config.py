@@ -52,6 +52,22 @@ class Settings:
         64 * 1024, "Largest `stdin` text accepted with an execution, in bytes."
     )
     max_input_bytes: int = setting(16 * 1024, "Largest single `input` message, in bytes.")
+    max_session_input_bytes: int = setting(
+        1024 * 1024, "Input one execution may receive in all, in bytes."
+    )
+    disconnect_grace: float = setting(
+        60.0,
+        "Seconds a running program waits for a client to come back after its last one "
+        "left, before it is cancelled (programs nobody ever joined are not affected).",
+    )
+    forbidden_imports: tuple[str, ...] = setting(
+        (),
+        "Comma-separated modules a program may not import (a teaching aid, NOT a "
+        "security boundary: see docs/security.md). Empty: off.",
+    )
+    forbidden_calls: tuple[str, ...] = setting(
+        (), "Comma-separated builtins a program may not call, e.g. eval,exec. Empty: off."
+    )
     time_limit: float = setting(
         10.0, "Seconds an execution may run; time blocked waiting for input does not count."
     )
@@ -95,6 +111,25 @@ class Settings:
         "Longest interval, in ms, between two checks of a running program for a blocking "
         "read (checks come sooner after output or input).",
     )
+    max_sessions_per_ip: int = setting(
+        16, "Executions one client address may run at once (429 beyond)."
+    )
+    rate_limit_execute: str = setting(
+        "60/minute", "Executions one client address may start (a `limits` rate; empty: none)."
+    )
+    rate_limit_join: str = setting(
+        "300/minute", "Joins and terminal attaches per client address (empty: none)."
+    )
+    rate_limit_storage: str = setting(
+        "memory://",
+        "Where rate-limit counters live: `memory://` (this process) or a `redis://` URI "
+        "shared by several instances.",
+    )
+    trusted_proxies: tuple[str, ...] = setting(
+        (),
+        "Comma-separated proxy addresses or networks whose X-Forwarded-For is believed "
+        "(the client is the nearest address not in this list).",
+    )
     allowed_origins: tuple[str, ...] = setting(
         (),
         "Comma-separated browser origins allowed besides the server's own and loopback "
@@ -121,8 +156,10 @@ class Settings:
         for name in (
             "max_stdin_bytes",
             "max_input_bytes",
+            "max_session_input_bytes",
             "memory_limit_mb",
             "pids_limit",
+            "max_sessions_per_ip",
             "tmpfs_size_mb",
             "tmpfs_inodes",
             "nofile_limit",
@@ -133,7 +170,14 @@ class Settings:
             "detector_interval_ms",
         ):
             need(getattr(self, name) > 0, name, "must be positive")
-        for name in ("time_limit", "input_wait_limit", "cpus", "docker_timeout", "session_ttl"):
+        for name in (
+            "time_limit",
+            "input_wait_limit",
+            "cpus",
+            "docker_timeout",
+            "session_ttl",
+            "disconnect_grace",
+        ):
             need(getattr(self, name) > 0, name, "must be positive")
         need(self.memory_limit_mb >= 16, "memory_limit_mb", "must be at least 16")
         if self.runtime == "local" and not self.allow_unsafe_local:

@@ -12,10 +12,20 @@ class CodexError(Exception):
     code = "internal_error"
     retry_after: int | None = None
 
-    def __init__(self, message: str, **extra: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: int | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.extra = extra
+        if retry_after is not None:
+            self.retry_after = retry_after
+        self.headers = headers or {}
 
     def to_json(self) -> dict[str, Any]:
         return {"error": self.message, "code": self.code, **self.extra}
@@ -53,6 +63,11 @@ class UnsupportedLanguage(CodexError):
     code = "unsupported_language"
 
 
+class PolicyViolation(CodexError):
+    status = 422
+    code = "policy_violation"
+
+
 class SessionNotFound(CodexError):
     status = 404
     code = "session_not_found"
@@ -72,6 +87,12 @@ class Unavailable(CodexError):
     status = 503
     code = "unavailable"
     retry_after = 5
+
+
+class RateLimited(CodexError):
+    status = 429
+    code = "rate_limited"
+    retry_after = 1
 
 
 class RuntimeUnavailable(Unavailable):

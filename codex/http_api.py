@@ -101,6 +101,8 @@ class JsonHandler(tornado.web.RequestHandler):
             body = exc.to_json()
             if exc.retry_after is not None:
                 self.set_header("Retry-After", str(exc.retry_after))
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
         elif isinstance(exc, tornado.web.HTTPError) and status_code < 500:
             body = {"error": exc.log_message or self._reason, "code": _http_code(status_code)}
         else:
@@ -180,8 +182,13 @@ class ExecuteHandler(JsonHandler):
         )
 
     async def post(self) -> None:
+        client = self.registry.client_of(
+            self.request.remote_ip, self.request.headers.get("X-Forwarded-For")
+        )
+        for name, value in (await self.registry.admit("execute", client)).items():
+            self.set_header(name, value)
         code, language, stdin = parse_execute(self.json_body())
-        session = await self.registry.create(code, language, stdin)
+        session = await self.registry.create(code, language, stdin, client)
         status = session.result["status"] if session.result else "running"
         self.set_header("Location", f"/api/sessions/{session.id}")
         self.send_json({"sessionId": session.id, "status": status}, 201)

@@ -59,7 +59,13 @@ OPENAPI: dict[str, Any] = {
                     "403": _error("The request's Origin is not allowed."),
                     "413": _error("The code or stdin is larger than the limit."),
                     "415": _error("The body is not application/json."),
-                    "422": _error("The language is not supported."),
+                    "422": _error(
+                        "The language is not supported, or the code breaks the teaching "
+                        "policy (`policy_violation`, with `line`)."
+                    ),
+                    "429": _error(
+                        "Too many executions from this address (Retry-After, RateLimit-*)."
+                    ),
                     "503": _error("No sandbox can run now (engine down or at capacity)."),
                 },
             }

@@ -20,14 +20,16 @@ from codex.errors import (
     CodexError,
     NoCapacity,
     PayloadTooLarge,
+    RateLimited,
     RuntimeUnavailable,
     SessionFinished,
     SessionNotFound,
 )
 from codex.eventlog import COMPLETE, ERROR, INPUT_REQUIRED, OUTPUT, Entry, EventLog, Follower
 from codex.input_detect import InputWatcher
-from codex.languages import SyntaxProblem, check_syntax
+from codex.languages import SyntaxProblem, check_policy, check_syntax
 from codex.limits import RunClock
+from codex.ratelimit import RateLimiter, client_ip, parse_networks
 from codex.runtime.base import ExecSpec, Execution, ExitInfo, Runtime
 from codex.terminal import TerminalModel
 
@@ -71,15 +73,18 @@ class Session:
         self.language = language
         self.state = STARTING
         self.created_at = time.time()
+        self.client = "local"  # the address it was started from, for per-address caps
         self.rows, self.cols = settings.term_rows, settings.term_cols
         self.terminal = TerminalModel(self.rows, self.cols)
         self.log = EventLog(max_chars=2 * settings.output_limit_bytes + 65536)
         # Clients reading the log, oldest first; the oldest one sets the pace.
         self.followers: list[Follower] = []
         self._progress = asyncio.Event()  # set when a follower delivers or leaves
+        self._grace: asyncio.TimerHandle | None = None
         self.result: dict[str, Any] | None = None
         self.waiting: Entry | None = None
         self.output_bytes = 0
+        self.input_bytes = 0
         self.truncated = False
         self.finished_at: float | None = None
         self._on_finish = on_finish
@@ -140,6 +145,10 @@ class Session:
         """Raw bytes to the program's terminal, as typed."""
         if self.finished:
             raise SessionFinished("The program has already finished.")
+        budget = self.settings.max_session_input_bytes
+        if self.input_bytes + len(data) > budget:
+            raise PayloadTooLarge(f"This program may receive at most {budget} bytes of input.")
+        self.input_bytes += len(data)
         if b"\n" in data or b"\r" in data or b"\x04" in data:
             # A completed line satisfies a canonical-mode read: the wait is over.
             self.withdraw()
@@ -223,6 +232,8 @@ class Session:
                 self._complete(INTERNAL_ERROR, exit_code=None, message="The server failed.")
         finally:
             self.clock.stop()
+            if self._grace is not None:
+                self._grace.cancel()
             if self._execution is not None:
                 try:
                     await self._execution.close()
@@ -244,6 +255,21 @@ class Session:
         while self._controller_lag() > HIGH_WATER // 2 and self._kill_reason is None:
             self._progress.clear()
             await self._progress.wait()
+
+    def attach(self, follower: Follower) -> None:
+        self.followers.append(follower)
+        if self._grace is not None:  # someone came back in time
+            self._grace.cancel()
+            self._grace = None
+
+    def detach(self, follower: Follower) -> None:
+        self.followers.remove(follower)
+        self.delivered(follower, follower.delivered)  # a leaving controller releases the program
+        if not self.followers and not self.finished:
+            # The last client left mid-run: keep going for a while (a reload, a flaky
+            # network), then stop rather than run for nobody.
+            loop = asyncio.get_running_loop()
+            self._grace = loop.call_later(self.settings.disconnect_grace, self.cancel)
 
     def delivered(self, follower: Follower, upto: int) -> None:
         """A follower delivered output up to ``upto`` chars of the log."""
@@ -466,6 +492,8 @@ class SessionRegistry:
     def __init__(self, settings: Settings, runtime: Runtime) -> None:
         self.settings = settings
         self.runtime = runtime
+        self.limiter = RateLimiter(settings)
+        self.trusted_proxies = parse_networks(settings.trusted_proxies)
         self._sessions: dict[str, Session] = {}
         runtime.set_headroom(lambda: settings.max_sessions - self.running)
 
@@ -479,7 +507,16 @@ class SessionRegistry:
             raise SessionNotFound("No session has that id (it may have expired).")
         return session
 
-    async def create(self, code: str, language: str, stdin: str = "") -> Session:
+    def client_of(self, peer: str | None, forwarded_for: str | None) -> str:
+        return client_ip(peer, forwarded_for, self.trusted_proxies)
+
+    async def admit(self, action: str, client: str) -> dict[str, str]:
+        """Count an `execute` or `join` by this client; RateLimited over the limit."""
+        return await self.limiter.hit(action, client)
+
+    async def create(
+        self, code: str, language: str, stdin: str = "", client: str = "local"
+    ) -> Session:
         s = self.settings
         if len(code.encode("utf-8")) > s.max_code_bytes:
             raise PayloadTooLarge(
@@ -491,13 +528,22 @@ class SessionRegistry:
                 field="stdin",
             )
         problem = check_syntax(code, language)
+        if problem is None:
+            check_policy(code, s.forbidden_imports, s.forbidden_calls)
         session = Session(s, self.runtime, code, language, stdin, on_finish=self._finished)
+        session.client = client
         if problem is not None:
             session.finish_without_running(problem)
             self._sessions[session.id] = session
             return session
         if self.running >= s.max_sessions:
             raise NoCapacity("Too many programs are running; try again shortly.")
+        mine = sum(1 for x in self._sessions.values() if not x.finished and x.client == client)
+        if mine >= s.max_sessions_per_ip:
+            raise RateLimited(
+                f"At most {s.max_sessions_per_ip} programs may run at once from one address.",
+                retry_after=2,
+            )
         ready = await self.runtime.readiness()
         if not ready.ready:
             raise RuntimeUnavailable(f"Programs cannot run now: {ready.reason}.")

@@ -21,7 +21,7 @@ from codex.config import Settings
 class Response:
     status: int
     body: Any
-    headers: dict[str, str]
+    headers: Any  # tornado HTTPHeaders: case-insensitive
 
 
 @dataclasses.dataclass
@@ -77,7 +77,7 @@ class Harness:
             parsed = json.loads(text) if text else None
         except ValueError:
             parsed = text
-        return Response(resp.code, parsed, dict(resp.headers.get_all()))
+        return Response(resp.code, parsed, resp.headers)
 
     async def execute(self, code: str, **extra: Any) -> str:
         resp = await self.request(

@@ -174,3 +174,50 @@ async def test_oversized_bodies_get_the_json_413_however_they_are_sent() -> None
         # A body where none is expected is read and dropped (memory stays bounded).
         other = await h.request("DELETE", "/api/sessions/abc", raw=b"x" * 5_000_000)
         assert_error(other, 404, "session_not_found")
+
+
+async def test_rate_limit_on_execute_gives_429_with_headers() -> None:
+    async with running_app(runtime="local", rate_limit_execute="3/minute") as h:
+        for _ in range(3):
+            ok = await post(h, {"code": "print(1)"})
+            assert ok.status == 201
+        assert ok.headers["RateLimit-Limit"] == "3" and ok.headers["RateLimit-Remaining"] == "0"
+        refused = await post(h, {"code": "print(1)"})
+        assert_error(refused, 429, "rate_limited")
+        assert 0 < int(refused.headers["Retry-After"]) <= 60
+        assert refused.headers["RateLimit-Remaining"] == "0"
+        # The same budget covers the Socket.IO `execute` event from this address.
+        async with h.client() as sio:
+            ack = await sio.call("execute", {"code": "print(1)"})
+        assert ack["code"] == "rate_limited"
+
+
+async def test_forwarded_for_counts_only_from_trusted_proxies() -> None:
+    async with running_app(
+        runtime="local", rate_limit_execute="1/minute", trusted_proxies=("127.0.0.1",)
+    ) as h:
+        # Behind the trusted proxy, each forwarded client has its own budget...
+        for client in ("203.0.113.1", "203.0.113.2"):
+            hdrs = {"X-Forwarded-For": f"198.51.100.7, {client}"}
+            assert (await post(h, {"code": "1"}, headers=hdrs)).status == 201
+        again = await post(h, {"code": "1"}, headers={"X-Forwarded-For": "203.0.113.1"})
+        assert_error(again, 429, "rate_limited")
+    async with running_app(runtime="local", rate_limit_execute="1/minute") as h:
+        # ...but an untrusted peer cannot pick its address by sending the header.
+        assert (await post(h, {"code": "1"}, headers={"X-Forwarded-For": "1.1.1.1"})).status == 201
+        spoofed = await post(h, {"code": "1"}, headers={"X-Forwarded-For": "2.2.2.2"})
+        assert_error(spoofed, 429, "rate_limited")
+
+
+async def test_join_rate_limit_and_per_address_cap() -> None:
+    async with running_app(runtime="local", rate_limit_join="2/minute", max_sessions_per_ip=1) as h:
+        first = await h.execute("import time\ntime.sleep(30)\n")
+        second = await post(h, {"code": "print(2)"})
+        assert_error(second, 429, "rate_limited")
+        assert "1 programs" in second.body["error"] or "At most 1" in second.body["error"]
+        async with h.client() as sio:
+            assert (await sio.call("join", {"sessionId": first}))["sessionId"] == first
+            assert (await sio.call("join", {"sessionId": first}))["sessionId"] == first
+            assert (await sio.call("join", {"sessionId": first}))["code"] == "rate_limited"
+        await h.request("DELETE", f"/api/sessions/{first}")
+        await h.wait_finished(first)

@@ -157,3 +157,22 @@ def test_merge_output_respects_the_frame_limit() -> None:
         (INPUT_REQUIRED, {"prompt": "x"}),
         (OUTPUT, "z"),
     ]
+
+
+def test_policy_refuses_listed_imports_and_calls_with_the_line() -> None:
+    from codex.errors import PolicyViolation
+    from codex.languages import check_policy
+
+    check_policy("import os\nprint(eval('1'))\n", (), ())  # off by default
+    for code, line in (
+        ("x = 1\nimport os\n", 2),
+        ("from os.path import join\n", 1),
+        ("import json, subprocess\n", 1),
+        ("def f():\n    return eval('1')\n", 2),
+    ):
+        with pytest.raises(PolicyViolation) as refused:
+            check_policy(code, ("os", "subprocess"), ("eval",))
+        assert refused.value.extra["line"] == line
+        assert f"Line {line}:" in refused.value.message
+    # Not a boundary: string-built imports pass (docs/security.md says so).
+    check_policy("__import__('o' + 's')\n", ("os",), ("eval",))

@@ -31,7 +31,7 @@ async def follow(session: Session, send: Send, *, include_echo: bool) -> None:
     """
     log = session.log
     me = Follower()
-    session.followers.append(me)
+    session.attach(me)
     try:
         replay_until = log.next_seq
         cursor = log.first_seq
@@ -68,8 +68,7 @@ async def follow(session: Session, send: Send, *, include_echo: bool) -> None:
                 await send(batch)
             session.delivered(me, entries[-1].upto)
     finally:
-        session.followers.remove(me)
-        session.delivered(me, me.delivered)  # a controller that leaves releases the program
+        session.detach(me)
 
 
 def _start_on_a_line(batch: list[Entry]) -> list[Entry]:

@@ -33,6 +33,7 @@ Handler = Callable[["SocketIOTransport", str, Any], Awaitable[Any]]
 
 @dataclass
 class Client:
+    address: str = "unknown"
     following: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     current: str | None = None
 
@@ -103,7 +104,10 @@ class SocketIOTransport:
         return origin_allowed(origin, environ.get("HTTP_HOST"), allowed)
 
     async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        self.clients[sid] = Client()
+        address = self.registry.client_of(
+            environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR")
+        )
+        self.clients[sid] = Client(address=address)
 
     async def disconnect(self, sid: str, *args: Any) -> None:
         client = self.clients.pop(sid, None)
@@ -115,7 +119,9 @@ class SocketIOTransport:
 
     @_event
     async def on_join(self, sid: str, data: Any) -> dict[str, Any]:
-        session = self.registry.get(_session_id(data, None))
+        session_id = _session_id(data, None)
+        await self.registry.admit("join", self._client(sid).address)
+        session = self.registry.get(session_id)
         self._follow(sid, session)
         return {"sessionId": session.id, "state": session.state}
 
@@ -148,8 +154,10 @@ class SocketIOTransport:
     async def on_execute(self, sid: str, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise BadRequest("`execute` takes an object {code, language}.")
+        address = self._client(sid).address
+        await self.registry.admit("execute", address)
         code, language, stdin = parse_execute(data)
-        session = await self.registry.create(code, language, stdin)
+        session = await self.registry.create(code, language, stdin, address)
         await self.sio.emit("session", {"sessionId": session.id}, to=sid)
         self._follow(sid, session)
         return {"sessionId": session.id}

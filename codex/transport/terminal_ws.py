@@ -23,7 +23,13 @@ from typing import Any
 
 import tornado.websocket
 
-from codex.errors import CodexError, InvalidField, PayloadTooLarge, SessionNotFound
+from codex.errors import (
+    CodexError,
+    InvalidField,
+    PayloadTooLarge,
+    RateLimited,
+    SessionNotFound,
+)
 from codex.eventlog import OUTPUT, Entry
 from codex.origins import origin_allowed
 from codex.sessions import FRAME_CHARS, Session, SessionRegistry
@@ -33,6 +39,7 @@ from codex.transport.follow import follow, merge_output
 log = logging.getLogger(__name__)
 
 CLOSE_NOT_FOUND = 4404  # WebSocket close code: no such session
+CLOSE_RATE_LIMITED = 4429  # WebSocket close code: too many attaches from this address
 
 
 class TerminalHandler(tornado.websocket.WebSocketHandler):
@@ -49,12 +56,17 @@ class TerminalHandler(tornado.websocket.WebSocketHandler):
         return origin_allowed(origin, self.request.host, self.registry.settings.allowed_origins)
 
     async def open(self, *args: str, **kwargs: str) -> None:
+        client = self.registry.client_of(
+            self.request.remote_ip, self.request.headers.get("X-Forwarded-For")
+        )
         try:
+            await self.registry.admit("join", client)
             self.session = self.registry.get(args[0] if args else None)
-        except SessionNotFound as exc:
+        except (SessionNotFound, RateLimited) as exc:
             if not self.raw:
                 await self._send(["error", exc.to_json()])
-            self.close(CLOSE_NOT_FOUND, "session not found")
+            code = CLOSE_NOT_FOUND if isinstance(exc, SessionNotFound) else CLOSE_RATE_LIMITED
+            self.close(code, exc.code)
             return
         self.set_nodelay(True)  # keystroke echo is latency-bound
         if not self.raw:

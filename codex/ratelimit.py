@@ -1,0 +1,91 @@
+"""Who the client is, and how often it may start or join executions.
+
+Moving-window limits per client IP from the `limits` library, with in-memory storage
+by default and a storage URI (Redis) shared by several instances. The client's IP is
+the peer's address, or, when the peer is a configured trusted proxy, the nearest
+address in X-Forwarded-For that is not itself a trusted proxy.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import time
+from collections.abc import Sequence
+
+from limits import RateLimitItem, parse
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
+
+from codex.config import Settings
+from codex.errors import ConfigError, RateLimited
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(entries: Sequence[str]) -> list[Network]:
+    try:
+        return [ipaddress.ip_network(e, strict=False) for e in entries]
+    except ValueError as exc:
+        raise ConfigError(f"trusted_proxies: {exc}") from None
+
+
+def client_ip(peer: str | None, forwarded_for: str | None, trusted: Sequence[Network]) -> str:
+    """The address to account a request to (X-Forwarded-For only from trusted proxies)."""
+    address = peer or "unknown"
+    if not forwarded_for or not _trusted(address, trusted):
+        return address
+    for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
+        if not _trusted(hop, trusted):
+            return hop
+    return address
+
+
+def _trusted(address: str, trusted: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in trusted)
+
+
+class RateLimiter:
+    def __init__(self, settings: Settings) -> None:
+        uri = settings.rate_limit_storage or "memory://"
+        if not uri.startswith("async+"):
+            uri = "async+" + uri  # the IOLoop never waits on a blocking client
+        self._limiter = MovingWindowRateLimiter(storage_from_string(uri))
+        self._limits: dict[str, RateLimitItem] = {}
+        for action, spec in (
+            ("execute", settings.rate_limit_execute),
+            ("join", settings.rate_limit_join),
+        ):
+            if spec:
+                try:
+                    self._limits[action] = parse(spec)
+                except ValueError:
+                    raise ConfigError(f"rate_limit_{action}: {spec!r} is not a rate") from None
+        self.rejections = 0
+
+    async def hit(self, action: str, client: str) -> dict[str, str]:
+        """Count one `action` by `client`; raises RateLimited over the limit. Returns
+        the RateLimit-* headers describing what is left."""
+        item = self._limits.get(action)
+        if item is None:
+            return {}
+        allowed = await self._limiter.hit(item, action, client)
+        stats = await self._limiter.get_window_stats(item, action, client)
+        reset = max(1, math.ceil(stats.reset_time - time.time()))
+        headers = {
+            "RateLimit-Limit": str(item.amount),
+            "RateLimit-Remaining": str(stats.remaining),
+            "RateLimit-Reset": str(reset),
+        }
+        if not allowed:
+            self.rejections += 1
+            raise RateLimited(
+                f"Too many requests to {action}; try again in {reset} s.",
+                retry_after=reset,
+                headers=headers,
+            )
+        return headers
