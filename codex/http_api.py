@@ -229,6 +229,12 @@ class OpenAPIHandler(JsonHandler):
         self.send_json(OPENAPI)
 
 
+class MetricsHandler(JsonHandler):
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.finish(self.registry.metrics.render())
+
+
 class NotFoundHandler(JsonHandler):
     def prepare(self) -> None:
         raise NotFound(f"Nothing is at {self.request.path}.")
@@ -244,4 +250,5 @@ def routes(
         (r"/api/openapi\.json", OpenAPIHandler, args),
         (r"/healthz", HealthHandler, args),
         (r"/readyz", ReadyHandler, args),
+        (r"/metrics", MetricsHandler, args),
     ]

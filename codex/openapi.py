@@ -106,6 +106,13 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (text format)",
+                "operationId": "metrics",
+                "responses": {"200": {"description": "Metrics in the Prometheus text format."}},
+            }
+        },
         "/api/openapi.json": {
             "get": {
                 "summary": "This document",

@@ -29,6 +29,7 @@ from codex.eventlog import COMPLETE, ERROR, INPUT_REQUIRED, OUTPUT, Entry, Event
 from codex.input_detect import InputWatcher
 from codex.languages import SyntaxProblem, check_policy, check_syntax
 from codex.limits import RunClock
+from codex.metrics import Metrics
 from codex.ratelimit import RateLimiter, client_ip, parse_networks
 from codex.runtime.base import ExecSpec, Execution, ExitInfo, Runtime
 from codex.terminal import TerminalModel
@@ -65,6 +66,7 @@ class Session:
         language: str,
         stdin: str = "",
         on_finish: Callable[[Session], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.id = new_session_id()
         self.settings = settings
@@ -88,6 +90,9 @@ class Session:
         self.truncated = False
         self.finished_at: float | None = None
         self._on_finish = on_finish
+        self.metrics = metrics or Metrics()
+        self._created_mono = time.monotonic()
+        self._first_output_seen = False
         self._execution: Execution | None = None
         self._task: asyncio.Task[None] | None = None
         self._kill_reason: str | None = None
@@ -196,7 +201,8 @@ class Session:
         info = ExitInfo()
         try:
             try:
-                self._execution = await self.runtime.start(spec)
+                with self.metrics.start_latency.time():
+                    self._execution = await self.runtime.start(spec)
             except CodexError as exc:
                 log.warning("session %s could not start: %s", self.id[:8], exc.message)
                 self._complete(INTERNAL_ERROR, exit_code=None, message=exc.message)
@@ -314,6 +320,11 @@ class Session:
         if over:
             chunk = chunk[:room]
         self.output_bytes += len(chunk)
+        if chunk:
+            self.metrics.output_bytes.inc(len(chunk))
+            if not self._first_output_seen:
+                self._first_output_seen = True
+                self.metrics.first_output.observe(time.monotonic() - self._created_mono)
         text = self._decoder.decode(chunk, final=final or over)
         if over:
             self.truncated = True
@@ -389,6 +400,7 @@ class Session:
         return self.terminal.prompt()
 
     def announce(self, password: bool) -> None:
+        self.metrics.input_required.inc()
         self._flush()
         self.clock.pause()
         self.waiting = self.log.append(
@@ -481,6 +493,7 @@ class Session:
             "truncated": self.truncated,
         }
         self.log.append(COMPLETE, payload=dict(self.result))
+        self.metrics.executions.labels(status=status).inc()
         log.info("session %s finished: %s", self.id[:8], status)
         if self._on_finish is not None:
             self._on_finish(self)
@@ -493,6 +506,12 @@ class SessionRegistry:
         self.settings = settings
         self.runtime = runtime
         self.limiter = RateLimiter(settings)
+        self.metrics = Metrics()
+        self.metrics.watch(
+            active=lambda: self.running,
+            pool=runtime.pool_stats,
+            rate_limited=lambda: self.limiter.rejections,
+        )
         self.trusted_proxies = parse_networks(settings.trusted_proxies)
         self._sessions: dict[str, Session] = {}
         runtime.set_headroom(lambda: settings.max_sessions - self.running)
@@ -530,7 +549,9 @@ class SessionRegistry:
         problem = check_syntax(code, language)
         if problem is None:
             check_policy(code, s.forbidden_imports, s.forbidden_calls)
-        session = Session(s, self.runtime, code, language, stdin, on_finish=self._finished)
+        session = Session(
+            s, self.runtime, code, language, stdin, on_finish=self._finished, metrics=self.metrics
+        )
         session.client = client
         if problem is not None:
             session.finish_without_running(problem)

@@ -163,6 +163,10 @@ class Runtime(abc.ABC):
     def set_headroom(self, headroom: Callable[[], int]) -> None:  # noqa: B027
         """How many more sandboxes may exist now (for a runtime that keeps spares)."""
 
+    def pool_stats(self) -> tuple[int, int, int]:
+        """(ready, hits, misses) of the runtime's pool; zeros without one."""
+        return (0, 0, 0)
+
 
 def supervisor_command(python: str) -> list[str]:
     return [python, "-I", "-S", "-c", SUPERVISOR_SOURCE, CHILD_SOURCE]

@@ -139,6 +139,11 @@ class DockerRuntime(Runtime):
         if self.pool is not None:
             self.pool.headroom = headroom
 
+    def pool_stats(self) -> tuple[int, int, int]:
+        if self.pool is None:
+            return (0, 0, 0)
+        return (self.pool.ready, self.pool.hits, self.pool.misses)
+
     def sweep(self, instance: str | None = None) -> int:
         """Remove one instance's containers, or (None) those whose server is gone."""
         label = f"{LABEL_INSTANCE}={instance}" if instance else LABEL_MANAGED
