@@ -20,7 +20,8 @@ from codex.errors import (
 from codex.languages import normalize_language
 from codex.openapi import OPENAPI
 from codex.origins import origin_allowed
-from codex.sessions import SessionRegistry
+from codex.sessions import ExecuteRequest, SessionRegistry
+from codex.terminal import valid_size
 
 log = logging.getLogger(__name__)
 
@@ -153,20 +154,21 @@ def _http_code(status: int) -> str:
     }.get(status, "http_error")
 
 
-def parse_execute(body: dict[str, Any]) -> tuple[str, str, str]:
-    """(code, language, stdin) from an execute request, or the error naming the field."""
+def parse_execute(body: dict[str, Any]) -> ExecuteRequest:
+    """An execute request (HTTP body or Socket.IO payload), or the error naming the field."""
     code = body.get("code")
     if not isinstance(code, str):
         raise field_error("code", "a string")
     language = body.get("language", "python")
     if not isinstance(language, str):
         raise field_error("language", "a string")
-    stdin = body.get("stdin", "")
-    if stdin is None:
-        stdin = ""
+    stdin = body.get("stdin") or ""
     if not isinstance(stdin, str):
         raise field_error("stdin", "a string")
-    return code, normalize_language(language), stdin
+    rows, cols = body.get("rows"), body.get("cols")
+    if rows is not None or cols is not None:
+        rows, cols = valid_size(rows, cols)
+    return ExecuteRequest(code, normalize_language(language), stdin, rows, cols)
 
 
 class ExecuteHandler(JsonHandler):
@@ -187,8 +189,7 @@ class ExecuteHandler(JsonHandler):
         )
         for name, value in (await self.registry.admit("execute", client)).items():
             self.set_header(name, value)
-        code, language, stdin = parse_execute(self.json_body())
-        session = await self.registry.create(code, language, stdin, client)
+        session = await self.registry.create(parse_execute(self.json_body()), client)
         status = session.result["status"] if session.result else "running"
         self.set_header("Location", f"/api/sessions/{session.id}")
         self.send_json({"sessionId": session.id, "status": status}, 201)

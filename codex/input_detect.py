@@ -21,18 +21,17 @@ root or CAP_SYS_PTRACE). Where it cannot, the session falls back to the heuristi
 
 from __future__ import annotations
 
-import array
 import asyncio
-import fcntl
 import os
 import platform
-import stat
 import struct
 import termios
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
+
+from codex.runtime.base import open_terminal
 
 READ, SELECT, PSELECT, POLL, PPOLL, EPOLL, EPOLL2 = range(7)
 
@@ -53,7 +52,6 @@ MAX_TASKS = 512  # a fork bomb must not turn one poll into an unbounded walk
 MAX_FDS = 1024  # descriptors inspected per select/poll call
 POLLIN_MASK = 0x1 | 0x2  # POLLIN | POLLPRI
 EPOLLIN_MASK = 0x1 | 0x2
-PTY_SLAVE_MAJORS = range(136, 144)  # UNIX98 pty slaves
 
 
 @dataclass(frozen=True)
@@ -203,27 +201,15 @@ class ProcDetector:
                 return True
         return False
 
-    def terminal_state(self) -> tuple[bool | None, int]:
-        """(echo on?, bytes the program wrote that the engine has not read yet).
-
-        Opens the terminal through the supervisor's own descriptor (a pty slave,
-        checked before any ioctl) and closes it at once: a held slave would keep the
-        terminal's stream from ending.
-        """
+    def echo_on(self) -> bool | None:
+        """The terminal's ECHO flag (off while getpass reads), or None if unknown."""
+        fd = open_terminal(self.root_pid, os.O_RDONLY)
+        if fd is None:
+            return None
         try:
-            fd = os.open(f"/proc/{self.root_pid}/fd/0", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+            return bool(termios.tcgetattr(fd)[3] & termios.ECHO)
         except OSError:
-            return None, 0
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISCHR(st.st_mode) or os.major(st.st_rdev) not in PTY_SLAVE_MAJORS:
-                return None, 0
-            echo = bool(termios.tcgetattr(fd)[3] & termios.ECHO)
-            queued = array.array("i", [0])
-            fcntl.ioctl(fd, termios.TIOCOUTQ, queued)
-            return echo, queued[0]
-        except OSError:
-            return None, 0
+            return None
         finally:
             os.close(fd)
 
@@ -293,6 +279,9 @@ class WaitSink(Protocol):
     def prompt(self) -> str: ...
 
     def announce(self, password: bool) -> None: ...
+
+    async def sync(self) -> bool:
+        """Wait until the program's output so far is in the session's log."""
 
     def withdraw(self) -> None: ...
 
@@ -370,15 +359,17 @@ class InputWatcher:
             delay = WAITING_RECHECK
 
     async def _settle(self, detector: ProcDetector, block: Block) -> bool | None:
-        """Wait until the output the program wrote before blocking has arrived; then
-        the echo flag (password: echo off), or None if the program moved on."""
-        for _ in range(20):
+        """Once the program's output so far has arrived, the echo flag (password:
+        echo off), or None if the program moved on meanwhile."""
+        if not await self.sink.sync():
+            # No sync through the terminal (it is stopped, or gone): fall back to a
+            # quiet spell, which is right unless the engine's relay is very slow.
             await asyncio.sleep(SETTLE)
-            echo, queued = detector.terminal_state()
-            if queued or time.monotonic() - self.sink.last_output < SETTLE:
-                continue
-            return (echo is False) if detector.poll() == block else None
-        return None
+            if time.monotonic() - self.sink.last_output < SETTLE:
+                return None
+        if detector.poll() != block:
+            return None
+        return detector.echo_on() is False
 
     async def _find_detector(self) -> ProcDetector | None:
         for _ in range(400):  # the host PID is known within ms of the start

@@ -142,6 +142,18 @@ OPENAPI: dict[str, Any] = {
                         "type": "string",
                         "description": "Text typed ahead, before the program starts reading.",
                     },
+                    "rows": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 1000,
+                        "description": "Terminal height the program starts with (with cols).",
+                    },
+                    "cols": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 1000,
+                        "description": "Terminal width the program starts with (with rows).",
+                    },
                 },
             },
             "Created": {

@@ -13,6 +13,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from codex.config import Settings
@@ -51,6 +52,15 @@ MEMORY_LIMIT = "memory_limit"
 OUTPUT_LIMIT = "output_limit"
 CANCELLED = "cancelled"
 INTERNAL_ERROR = "internal_error"
+
+
+@dataclass(frozen=True)
+class ExecuteRequest:
+    code: str
+    language: str = "python"
+    stdin: str = ""
+    rows: int | None = None  # the client's terminal size, if it knows it already
+    cols: int | None = None
 
 
 def new_session_id() -> str:
@@ -413,6 +423,11 @@ class Session:
             },
         )
 
+    async def sync(self) -> bool:
+        # The sync resolves inside the output loop's step that read it, after that
+        # step has handed the bytes before it to _on_bytes: they are in by now.
+        return self._execution is not None and await self._execution.sync()
+
     def withdraw(self) -> None:
         if self.waiting is not None:
             self.waiting = None
@@ -533,10 +548,9 @@ class SessionRegistry:
         """Count an `execute` or `join` by this client; RateLimited over the limit."""
         return await self.limiter.hit(action, client)
 
-    async def create(
-        self, code: str, language: str, stdin: str = "", client: str = "local"
-    ) -> Session:
+    async def create(self, request: ExecuteRequest, client: str = "local") -> Session:
         s = self.settings
+        code, language, stdin = request.code, request.language, request.stdin
         if len(code.encode("utf-8")) > s.max_code_bytes:
             raise PayloadTooLarge(
                 f"The code is larger than the limit of {s.max_code_bytes} bytes.", field="code"
@@ -553,6 +567,9 @@ class SessionRegistry:
             s, self.runtime, code, language, stdin, on_finish=self._finished, metrics=self.metrics
         )
         session.client = client
+        if request.rows and request.cols:
+            session.rows, session.cols = request.rows, request.cols
+            session.terminal.resize(request.rows, request.cols)
         if problem is not None:
             session.finish_without_running(problem)
             self._sessions[session.id] = session

@@ -72,3 +72,20 @@ async def test_joining_while_the_program_waits_is_told_at_once() -> None:
             assert got[0][1]["output"] == "early\r\nNow? "
             await sio.emit("input", {"input": "yes"})
             await h.wait_finished(session_id)
+
+
+async def test_prompts_are_exact_under_load() -> None:
+    """Many sessions asking many questions at once: every event carries its prompt and
+    comes after the prompt's output (the engine's relay is slowest under load)."""
+    code = "for i in range(8):\n    input(f'q{i}? ')\nprint('end')\n"
+    async with running_app(max_sessions_per_ip=64, rate_limit_execute="") as h:
+        runs = await asyncio.gather(*(h.run(code, [str(n) for n in range(8)]) for _ in range(8)))
+    for t in runs:
+        assert [e["prompt"] for e in t.named("input_required")] == [f"q{i}? " for i in range(8)]
+        seen = ""
+        for name, data in t.events:
+            if name == "output":
+                seen += data["output"]
+            elif name == "input_required":
+                assert seen.endswith(data["prompt"]), (seen, data)
+        assert t.complete["status"] == "ok"

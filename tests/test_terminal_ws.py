@@ -260,3 +260,13 @@ async def test_flow_control_pauses_the_program_for_a_stalled_controller() -> Non
         state = await h.wait_finished(session_id, timeout=60)
     assert state["result"]["status"] == "ok"
     assert state["outputBytes"] == 400_000 * 101  # every line, \n turned into \r\n
+
+
+async def test_execute_may_give_the_starting_terminal_size() -> None:
+    code = "import shutil\nprint(*shutil.get_terminal_size())\n"
+    async with running_app() as h:
+        session_id = await h.execute(code, rows=40, cols=132)
+        state = await h.wait_finished(session_id)
+        assert state["screen"]["lines"][0] == "132 40"
+        bad = await h.request("POST", "/api/execute", {"code": code, "rows": 0, "cols": 80})
+        assert bad.status == 400 and bad.body["field"] == "rows"

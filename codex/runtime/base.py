@@ -10,7 +10,9 @@ from __future__ import annotations
 import abc
 import asyncio
 import json
+import os
 import secrets
+import stat
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,7 +65,10 @@ class Execution(abc.ABC):
     """
 
     def __init__(self, nonce: str) -> None:
+        self.nonce = nonce
         self.scanner = ResultScanner(nonce)
+        self._syncs_sent = 0
+        self._sync_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._early = b""  # bytes that came with the ready record
         self._go = asyncio.Event()  # set once the terminal is back in normal mode
 
@@ -114,9 +119,47 @@ class Execution(abc.ABC):
             passed = self.scanner.feed(data)
             if self.scanner.state >= GO:
                 self._go.set()
+            if self._sync_waiters:
+                self._wake_syncs()
             if passed:
                 yield passed
         self._go.set()
+        self._wake_syncs(everyone=True)
+
+    async def sync(self, timeout: float = 0.5) -> bool:
+        """Return once everything the program wrote to its terminal before this call
+        has been read from the stream (and so is in the session's log).
+
+        A record is written into the terminal's output queue behind the program's
+        own bytes; the terminal is first in, first out, so when the record comes out
+        of the stream, so has all that preceded it. This is what lets an
+        `input_required` follow its prompt exactly, however slow the engine's relay.
+        """
+        pid = self.root_pid()
+        if pid is None or self.scanner.done:
+            return False
+        self._syncs_sent += 1
+        number = self._syncs_sent
+        record = RESULT_OSC + self.nonce.encode() + b";sync:%d" % number + RESULT_END
+        if not write_to_terminal(pid, record):
+            return False
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sync_waiters.append((number, waiter))
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def _wake_syncs(self, everyone: bool = False) -> None:
+        keep = []
+        for number, waiter in self._sync_waiters:
+            if everyone or number <= self.scanner.synced:
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                keep.append((number, waiter))
+        self._sync_waiters = keep
 
     async def write(self, data: bytes) -> None:
         # Until `go` the terminal is in raw mode for the job: typed bytes would be
@@ -168,6 +211,40 @@ class Runtime(abc.ABC):
         return (0, 0, 0)
 
 
+PTY_SLAVE_MAJORS = range(136, 144)  # UNIX98 pty slaves
+
+
+def open_terminal(pid: int, flags: int) -> int | None:
+    """The session's terminal, opened through the supervisor's fd 0 and checked to be
+    a pty slave before anything else is done with it; None if it cannot be."""
+    try:
+        fd = os.open(f"/proc/{pid}/fd/0", flags | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISCHR(st.st_mode) and os.major(st.st_rdev) in PTY_SLAVE_MAJORS:
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def write_to_terminal(pid: int, data: bytes) -> bool:
+    """Queue bytes on the terminal's output side (they come out of the stream).
+    Never blocks: a terminal stopped by Ctrl-S just refuses."""
+    fd = open_terminal(pid, os.O_WRONLY)
+    if fd is None:
+        return False
+    try:
+        return os.write(fd, data) == len(data)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def supervisor_command(python: str) -> list[str]:
     return [python, "-I", "-S", "-c", SUPERVISOR_SOURCE, CHILD_SOURCE]
 
@@ -196,6 +273,7 @@ class ResultScanner:
         self._held = b""
         self._record: bytearray | None = None
         self.state = NEW
+        self.synced = 0  # the highest sync record seen
         self.result: dict[str, Any] | None = None
 
     @property
@@ -245,6 +323,8 @@ class ResultScanner:
             self.state = max(self.state, READY)
         elif body == b"go":
             self.state = max(self.state, GO)
+        elif body.startswith(b"sync:") and body[5:].isdigit():
+            self.synced = max(self.synced, int(body[5:]))
         else:
             try:
                 parsed = json.loads(body.decode("utf-8", "replace"))

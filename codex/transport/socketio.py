@@ -156,8 +156,7 @@ class SocketIOTransport:
             raise BadRequest("`execute` takes an object {code, language}.")
         address = self._client(sid).address
         await self.registry.admit("execute", address)
-        code, language, stdin = parse_execute(data)
-        session = await self.registry.create(code, language, stdin, address)
+        session = await self.registry.create(parse_execute(data), address)
         await self.sio.emit("session", {"sessionId": session.id}, to=sid)
         self._follow(sid, session)
         return {"sessionId": session.id}
