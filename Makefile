@@ -5,12 +5,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv docker image node lint docs clean
+.PHONY: run test venv docker image node page lint docs clean
 
-run: venv image
+run: venv image page
 	$(PY) -m codex
 
-test: venv image node
+test: venv image node page
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 venv: $(STAMP)
@@ -33,6 +33,22 @@ node:
 	@if command -v npm >/dev/null; then \
 		cd tests/node && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund --loglevel=error; }; \
 	else echo "npm not found: the socket.io-client test will be skipped"; fi
+
+# The page's browser files (xterm.js, socket.io-client, CodeMirror 5), pinned in
+# package-lock.json, copied into static/vendor/ (gitignored): served by CodeX, no CDN.
+page:
+	@if command -v npm >/dev/null; then \
+		{ [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund --loglevel=error; } && \
+		mkdir -p static/vendor && \
+		cp node_modules/@xterm/xterm/lib/xterm.js node_modules/@xterm/xterm/css/xterm.css \
+		   node_modules/@xterm/addon-fit/lib/addon-fit.js \
+		   node_modules/@xterm/addon-web-links/lib/addon-web-links.js \
+		   node_modules/socket.io-client/dist/socket.io.min.js \
+		   node_modules/codemirror/lib/codemirror.js node_modules/codemirror/lib/codemirror.css \
+		   node_modules/codemirror/mode/python/python.js \
+		   node_modules/codemirror/addon/selection/active-line.js \
+		   node_modules/codemirror/addon/edit/matchbrackets.js static/vendor/; \
+	else echo "npm not found: the page at / cannot load its editor and terminal (install Node.js)"; fi
 
 lint: venv
 	$(VENV)/bin/ruff check codex tests
