@@ -11,6 +11,7 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
+from codex.cluster import Cluster
 from codex.config import Settings
 from codex.http_api import NotFoundHandler, routes
 from codex.runtime.base import Runtime
@@ -60,8 +61,21 @@ class CodexApp:
         )
         self.server: tornado.httpserver.HTTPServer | None = None
         self.port: int | None = None
+        self.cluster: Cluster | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> int:
+        if self.settings.redis_url:
+            # Lease and command channel first: no session may exist without them.
+            self.cluster = Cluster(
+                self.settings.redis_url, self.runtime.instance, self.settings.instance_lease
+            )
+            await self.cluster.start(self.socketio.on_command)
+            self.registry.cluster = self.cluster
+            self._tasks += [
+                asyncio.ensure_future(self.socketio.watch_owners()),
+                asyncio.ensure_future(self._reap_dead_peers(self.cluster)),
+            ]
         await self.runtime.startup()
         self.server = tornado.httpserver.HTTPServer(
             self.web, xheaders=False, max_body_size=4 * 1024 * 1024
@@ -79,12 +93,30 @@ class CodexApp:
         )
         return self.port
 
-    async def stop(self) -> None:
+    async def _reap_dead_peers(self, cluster: Cluster) -> None:
+        """Remove the sandboxes of instances (sharing this engine) whose lease ran out."""
+        while True:
+            await asyncio.sleep(self.settings.instance_lease)
+            try:
+                await self.runtime.reap_dead_peers(await cluster.live_instances())
+            except Exception as exc:  # Redis or the engine away for a moment
+                log.warning("could not reap dead instances' sandboxes: %s", exc)
+
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop taking work, let running programs finish for up to `grace` seconds,
+        cancel the rest with a clear verdict, remove every sandbox."""
+        # Still listening while programs finish: clients keep following them, and a
+        # load balancer's health check reads 503 from /readyz.
+        self.registry.accepting = False
+        await self.registry.drain(grace)
         if self.server is not None:
             self.server.stop()
-        await self.registry.shutdown()
+        for task in self._tasks:
+            task.cancel()
         await self.socketio.sio.shutdown()
         await self.runtime.shutdown()
+        if self.cluster is not None:
+            await self.cluster.stop()
 
 
 async def serve(settings: Settings) -> None:
@@ -95,5 +127,7 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     await stopping.wait()
-    log.info("shutting down")
-    await app.stop()
+    # /readyz turns 503 at once, so a load balancer drains this instance.
+    app.registry.accepting = False
+    log.info("shutting down: up to %g s for running programs", settings.shutdown_grace)
+    await app.stop(grace=settings.shutdown_grace)

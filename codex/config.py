@@ -130,6 +130,18 @@ class Settings:
         "Comma-separated proxy addresses or networks whose X-Forwarded-For is believed "
         "(the client is the nearest address not in this list).",
     )
+    redis_url: str = setting(
+        "",
+        "Redis shared by several instances (redis://host:6379/0): Socket.IO fan-out, rate "
+        "limits, the session directory. Empty: everything stays in this process.",
+    )
+    instance_lease: float = setting(
+        10.0, "Seconds an instance's lease in Redis lasts without renewal (with redis_url)."
+    )
+    shutdown_grace: float = setting(
+        30.0,
+        "On SIGTERM, seconds running programs may still finish before they are cancelled.",
+    )
     allowed_origins: tuple[str, ...] = setting(
         (),
         "Comma-separated browser origins allowed besides the server's own and loopback "
@@ -151,6 +163,12 @@ class Settings:
             f"must be between 1 and {MAX_CODE_BYTES_CEILING}",
         )
         need(self.pool_size >= 0, "pool_size", "must be 0 or more")
+        need(self.shutdown_grace >= 0, "shutdown_grace", "must be 0 or more")
+        need(
+            not self.redis_url or self.redis_url.startswith(("redis://", "rediss://", "unix://")),
+            "redis_url",
+            "must be a redis:// or rediss:// URL",
+        )
         uid = self.sandbox_user.split(":")[0]
         need(uid.isdigit() and int(uid) != 0, "sandbox_user", "must be a numeric, non-root uid")
         for name in (
@@ -177,6 +195,7 @@ class Settings:
             "docker_timeout",
             "session_ttl",
             "disconnect_grace",
+            "instance_lease",
         ):
             need(getattr(self, name) > 0, name, "must be positive")
         need(self.memory_limit_mb >= 16, "memory_limit_mb", "must be at least 16")

@@ -14,6 +14,7 @@ from codex.errors import (
     MalformedJson,
     NotFound,
     PayloadTooLarge,
+    SessionNotFound,
     UnsupportedMediaType,
     field_error,
 )
@@ -196,11 +197,32 @@ class ExecuteHandler(JsonHandler):
 
 
 class SessionHandler(JsonHandler):
-    def get(self, session_id: str) -> None:
-        self.send_json(self.registry.get(session_id).describe())
+    async def get(self, session_id: str) -> None:
+        try:
+            self.send_json(self.registry.get(session_id).describe())
+        except SessionNotFound:
+            # Owned by another instance: what the shared directory knows of it.
+            record = await self.registry.remote_record(session_id)
+            self.send_json(
+                {
+                    "sessionId": session_id,
+                    "state": record.get("state", "running"),
+                    "owner": record.get("owner"),
+                    "result": record.get("result"),
+                }
+            )
 
-    def delete(self, session_id: str) -> None:
-        session = self.registry.get(session_id)
+    async def delete(self, session_id: str) -> None:
+        try:
+            session = self.registry.get(session_id)
+        except SessionNotFound:
+            record = await self.registry.remote_record(session_id)
+            assert self.registry.cluster is not None
+            await self.registry.cluster.send(
+                str(record["owner"]), {"op": "cancel", "sessionId": session_id, "sid": ""}
+            )
+            self.send_json({"sessionId": session_id, "state": "running"}, 202)
+            return
         session.cancel()
         self.send_json({"sessionId": session.id, "state": session.state}, 202)
 
@@ -212,6 +234,10 @@ class HealthHandler(JsonHandler):
 
 class ReadyHandler(JsonHandler):
     async def get(self) -> None:
+        if not self.registry.accepting:
+            self.set_header("Retry-After", "5")
+            self.send_json({"ready": False, "reason": "shutting down"}, 503)
+            return
         ready = await self.registry.runtime.readiness()
         body = {
             "ready": ready.ready,

@@ -52,9 +52,12 @@ def _trusted(address: str, trusted: Sequence[Network]) -> bool:
 class RateLimiter:
     def __init__(self, settings: Settings) -> None:
         uri = settings.rate_limit_storage or "memory://"
+        if uri == "memory://" and settings.redis_url:
+            uri = settings.redis_url  # several instances: one budget per client
         if not uri.startswith("async+"):
             uri = "async+" + uri  # the IOLoop never waits on a blocking client
-        self._limiter = MovingWindowRateLimiter(storage_from_string(uri))
+        options = {"implementation": "redispy"} if "redis" in uri else {}
+        self._limiter = MovingWindowRateLimiter(storage_from_string(uri, **options))
         self._limits: dict[str, RateLimitItem] = {}
         for action, spec in (
             ("execute", settings.rate_limit_execute),

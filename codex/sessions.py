@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from codex.cluster import Cluster
 from codex.config import Settings
 from codex.errors import (
     CodexError,
@@ -25,6 +26,7 @@ from codex.errors import (
     RuntimeUnavailable,
     SessionFinished,
     SessionNotFound,
+    Unavailable,
 )
 from codex.eventlog import COMPLETE, ERROR, INPUT_REQUIRED, OUTPUT, Entry, EventLog, Follower
 from codex.input_detect import InputWatcher
@@ -123,6 +125,7 @@ class Session:
             on_abandoned=lambda: self._stop(TIMEOUT, abandoned=True),
         )
         self._abandoned = False
+        self._cancel_reason: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         # Each message is written whole and in arrival order.
         self._write_lock = asyncio.Lock()
@@ -183,7 +186,9 @@ class Session:
         if self._execution is not None and not self.finished:
             await self._execution.resize(rows, cols)
 
-    def cancel(self) -> None:
+    def cancel(self, why: str | None = None) -> None:
+        """Stop the program: verdict `cancelled` (with an error event if `why`)."""
+        self._cancel_reason = why
         self._stop(CANCELLED)
 
     async def wait(self) -> None:
@@ -490,7 +495,9 @@ class Session:
         self.waiting = None
         self.state = FINISHED
         self.finished_at = time.time()
-        if message and status != CANCELLED:
+        if status == CANCELLED:
+            message = self._cancel_reason
+        if message:
             payload: dict[str, Any] = {"error": message, "code": status, "sessionId": self.id}
             if line is not None:
                 payload["line"] = line
@@ -521,6 +528,8 @@ class SessionRegistry:
         self.settings = settings
         self.runtime = runtime
         self.limiter = RateLimiter(settings)
+        self.cluster: Cluster | None = None  # set by the app when redis_url is given
+        self.accepting = True
         self.metrics = Metrics()
         self.metrics.watch(
             active=lambda: self.running,
@@ -529,6 +538,7 @@ class SessionRegistry:
         )
         self.trusted_proxies = parse_networks(settings.trusted_proxies)
         self._sessions: dict[str, Session] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         runtime.set_headroom(lambda: settings.max_sessions - self.running)
 
     @property
@@ -574,6 +584,8 @@ class SessionRegistry:
             session.finish_without_running(problem)
             self._sessions[session.id] = session
             return session
+        if not self.accepting:
+            raise Unavailable("The server is shutting down; try another one.")
         if self.running >= s.max_sessions:
             raise NoCapacity("Too many programs are running; try again shortly.")
         mine = sum(1 for x in self._sessions.values() if not x.finished and x.client == client)
@@ -586,16 +598,53 @@ class SessionRegistry:
         if not ready.ready:
             raise RuntimeUnavailable(f"Programs cannot run now: {ready.reason}.")
         self._sessions[session.id] = session
+        if self.cluster is not None:
+            await self.cluster.record(session.id, {"state": session.state})
         session.start()
         return session
 
+    async def remote_record(self, session_id: object) -> dict[str, Any]:
+        """The directory entry of a session another instance owns."""
+        record = None
+        if self.cluster is not None and isinstance(session_id, str):
+            record = await self.cluster.lookup(session_id)
+        if record is None or record.get("owner") == getattr(self.cluster, "instance", None):
+            raise SessionNotFound("No session has that id (it may have expired).")
+        return record
+
     def _finished(self, session: Session) -> None:
         loop = asyncio.get_running_loop()
-        loop.call_later(self.settings.session_ttl, self._sessions.pop, session.id, None)
+        loop.call_later(self.settings.session_ttl, self._expire, session.id)
+        if self.cluster is not None:
+            state = {"state": session.state, "result": session.result}
+            self._spawn(self.cluster.record(session.id, state))
+
+    def _expire(self, session_id: str) -> None:
+        self._sessions.pop(session_id, None)
+        if self.cluster is not None:
+            self._spawn(self.cluster.forget(session_id))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, grace: float) -> None:
+        """Stop taking executions; let running ones finish for up to ``grace``
+        seconds; then cancel the rest, saying why."""
+        self.accepting = False
+        running = [
+            asyncio.ensure_future(s.wait()) for s in self._sessions.values() if not s.finished
+        ]
+        if running:
+            await asyncio.wait(running, timeout=grace)
+        await self.shutdown()
 
     async def shutdown(self) -> None:
+        self.accepting = False
         sessions = list(self._sessions.values())
         for session in sessions:
-            session.cancel()
+            session.cancel("The server is shutting down.")
         # Finished sessions may still be removing their container: wait for that too.
         await asyncio.gather(*(s.wait() for s in sessions), return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -44,9 +44,9 @@ class Transcript:
 
 
 class Harness:
-    def __init__(self, app: CodexApp, port: int) -> None:
-        self.app = app
-        self.base_url = f"http://127.0.0.1:{port}"
+    def __init__(self, app: CodexApp | None, base_url: str) -> None:
+        self.app = app  # None for a server in another process
+        self.base_url = base_url
         self.http = tornado.httpclient.AsyncHTTPClient()
 
     async def request(
@@ -192,6 +192,6 @@ async def running_app(**overrides: Any) -> AsyncIterator[Harness]:
     app = CodexApp(settings)
     port = await app.start()
     try:
-        yield Harness(app, port)
+        yield Harness(app, f"http://127.0.0.1:{port}")
     finally:
         await app.stop()

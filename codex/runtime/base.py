@@ -190,6 +190,7 @@ class Execution(abc.ABC):
 
 class Runtime(abc.ABC):
     name = "base"
+    instance = ""  # this server's id among several (labels, leases)
 
     @abc.abstractmethod
     async def start(self, spec: ExecSpec) -> Execution: ...
@@ -209,6 +210,9 @@ class Runtime(abc.ABC):
     def pool_stats(self) -> tuple[int, int, int]:
         """(ready, hits, misses) of the runtime's pool; zeros without one."""
         return (0, 0, 0)
+
+    async def reap_dead_peers(self, live: set[str]) -> None:  # noqa: B027
+        """Remove sandboxes of other instances not in `live` (shared engine only)."""
 
 
 PTY_SLAVE_MAJORS = range(136, 144)  # UNIX98 pty slaves

@@ -9,6 +9,7 @@ removing its container with force, which kills whatever the program left behind.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import socket
 import time
@@ -46,6 +47,7 @@ LABEL_MANAGED = "org.codex.managed"
 LABEL_INSTANCE = "org.codex.instance"
 LABEL_SESSION = "org.codex.session"
 LABEL_OWNER = "org.codex.owner"
+LABEL_CLUSTER = "org.codex.cluster"
 SANDBOX_PYTHON = "python3"
 READ_SIZE = 65536
 
@@ -57,6 +59,13 @@ class DockerRuntime(Runtime):
         self.settings = settings
         self.instance = uuid.uuid4().hex[:12]
         self.owner = identity()
+        # Instances sharing one Redis form a cluster; they may reap each other's
+        # sandboxes once a lease runs out, and never anyone else's.
+        self.cluster_label = (
+            hashlib.sha256(settings.redis_url.encode()).hexdigest()[:12]
+            if settings.redis_url
+            else ""
+        )
         self._threads = ThreadPoolExecutor(max_workers=32, thread_name_prefix="docker")
         self._api: docker.APIClient | None = None
         self._ready_cache: tuple[float, Readiness] | None = None
@@ -155,6 +164,24 @@ class DockerRuntime(Runtime):
             remove_quietly(api, c["Id"])
         return len(found)
 
+    async def reap_dead_peers(self, live: set[str]) -> None:
+        if not self.cluster_label:
+            return
+
+        def reap() -> int:
+            api = self.api()
+            found = api.containers(
+                all=True, filters={"label": f"{LABEL_CLUSTER}={self.cluster_label}"}
+            )
+            dead = [c for c in found if c.get("Labels", {}).get(LABEL_INSTANCE) not in live]
+            for c in dead:
+                remove_quietly(api, c["Id"])
+            return len(dead)
+
+        removed = await self.call(reap)
+        if removed:
+            log.info("removed %d sandbox(es) of instances whose lease ran out", removed)
+
     async def shutdown(self) -> None:
         if self.pool is not None:
             self.pool.stop()
@@ -239,6 +266,8 @@ class DockerRuntime(Runtime):
             ipc_mode="private",
         )
         labels = {LABEL_MANAGED: "1", LABEL_INSTANCE: self.instance, LABEL_OWNER: self.owner}
+        if self.cluster_label:
+            labels[LABEL_CLUSTER] = self.cluster_label
         if session_id is not None:
             labels[LABEL_SESSION] = session_id
         return {

@@ -13,6 +13,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import uuid
 from collections.abc import Callable
 
 from ptyprocess import PtyProcess
@@ -40,6 +41,7 @@ class LocalRuntime(Runtime):
 
     def __init__(self, settings: Settings, python: str | None = None) -> None:
         self.settings = settings
+        self.instance = uuid.uuid4().hex[:12]
         self.python = python or sys.executable
 
     async def readiness(self) -> Readiness:

@@ -18,7 +18,8 @@ from typing import Any
 
 import socketio
 
-from codex.errors import BadRequest, CodexError, PayloadTooLarge, field_error
+from codex.cluster import Cluster
+from codex.errors import BadRequest, CodexError, PayloadTooLarge, SessionNotFound, field_error
 from codex.eventlog import OUTPUT, Entry
 from codex.http_api import parse_execute
 from codex.origins import origin_allowed
@@ -35,7 +36,33 @@ Handler = Callable[["SocketIOTransport", str, Any], Awaitable[Any]]
 class Client:
     address: str = "unknown"
     following: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    # Sessions this client follows on other instances: session id -> owner instance.
+    remote: dict[str, str] = field(default_factory=dict)
     current: str | None = None
+
+
+class RemoteSession:
+    """A session owned by another instance: what a client asks of it is relayed."""
+
+    def __init__(self, cluster: Cluster, owner: str, session_id: str, sid: str) -> None:
+        self.cluster = cluster
+        self.owner = owner
+        self.id = session_id
+        self.sid = sid
+
+    async def _send(self, op: str, **args: Any) -> None:
+        await self.cluster.send(
+            self.owner, {"op": op, "sessionId": self.id, "sid": self.sid, **args}
+        )
+
+    async def send_input(self, text: str) -> None:
+        await self._send("input", input=text)
+
+    async def write(self, data: bytes) -> None:
+        await self._send("write", data=data.decode("utf-8", "replace"))
+
+    async def resize(self, rows: int, cols: int) -> None:
+        await self._send("resize", rows=rows, cols=cols)
 
 
 def _event(fn: Handler) -> Handler:
@@ -67,8 +94,10 @@ class SocketIOTransport:
         self.registry = registry
         settings = registry.settings
         max_message = settings.max_code_bytes + settings.max_stdin_bytes + 16 * 1024
+        manager = socketio.AsyncRedisManager(settings.redis_url) if settings.redis_url else None
         self.sio = socketio.AsyncServer(
             async_mode="tornado",
+            client_manager=manager,
             cors_allowed_origins=self._origin_ok,
             max_http_buffer_size=max_message,
             cors_credentials=False,  # no cookies are used: never credentials with `*`
@@ -114,14 +143,27 @@ class SocketIOTransport:
         if client is not None:
             for task in client.following.values():
                 task.cancel()
+            for session_id, owner in client.remote.items():
+                await self._relay(owner, "leave", session_id, sid)
 
     # -- events ---------------------------------------------------------------------------
 
     @_event
     async def on_join(self, sid: str, data: Any) -> dict[str, Any]:
         session_id = _session_id(data, None)
-        await self.registry.admit("join", self._client(sid).address)
-        session = self.registry.get(session_id)
+        client = self._client(sid)
+        await self.registry.admit("join", client.address)
+        try:
+            session = self.registry.get(session_id)
+        except SessionNotFound:
+            owner, record = await self._remote_owner(session_id)
+            client.current = session_id
+            if owner is None:  # its instance is gone: say how it ended, once
+                await self._report_lost(sid, session_id, record)
+                return {"sessionId": session_id, "state": "finished"}
+            client.remote[session_id] = owner
+            await self._relay(owner, "follow", session_id, sid)
+            return {"sessionId": session_id, "state": record.get("state", "running")}
         self._follow(sid, session)
         return {"sessionId": session.id, "state": session.state}
 
@@ -132,6 +174,9 @@ class SocketIOTransport:
         task = client.following.pop(session_id, None)
         if task is not None:
             task.cancel()
+        owner = client.remote.pop(session_id, None)
+        if owner is not None:
+            await self._relay(owner, "leave", session_id, sid)
         if client.current == session_id:
             client.current = None
         return {"sessionId": session_id}
@@ -187,9 +232,96 @@ class SocketIOTransport:
     def _client(self, sid: str) -> Client:
         return self.clients.setdefault(sid, Client())
 
-    def _target(self, sid: str, data: Any) -> Session:
+    def _target(self, sid: str, data: Any) -> Session | RemoteSession:
         client = self._client(sid)
-        return self.registry.get(_session_id(data, client.current))
+        session_id = _session_id(data, client.current)
+        owner = client.remote.get(session_id)
+        if owner is not None and self.cluster is not None:
+            return RemoteSession(self.cluster, owner, session_id, sid)
+        return self.registry.get(session_id)
+
+    # -- other instances (only with redis_url) ----------------------------------------------
+
+    @property
+    def cluster(self) -> Cluster | None:
+        return self.registry.cluster
+
+    async def _remote_owner(self, session_id: str) -> tuple[str | None, dict[str, Any]]:
+        """(owner instance if alive, directory record); SessionNotFound if none."""
+        record = await self.registry.remote_record(session_id)
+        assert self.cluster is not None  # remote_record found one, so there is a cluster
+        owner = str(record.get("owner"))
+        if record.get("lost") or not await self.cluster.alive(owner):
+            return None, record
+        return owner, record
+
+    async def _relay(self, owner: str, op: str, session_id: str, sid: str) -> None:
+        if self.cluster is not None:
+            await self.cluster.send(owner, {"op": op, "sessionId": session_id, "sid": sid})
+
+    async def _report_lost(self, sid: str, session_id: str, record: dict[str, Any]) -> None:
+        assert self.cluster is not None
+        result = record.get("result") if record.get("lost") else None
+        if result is None:
+            result = await self.cluster.mark_lost(session_id, record)
+        await self.sio.emit(
+            "error",
+            {
+                "error": "The server running this program stopped; the program is lost.",
+                "code": "internal_error",
+                "sessionId": session_id,
+            },
+            to=sid,
+        )
+        await self.sio.emit("execution_complete", result, to=sid)
+
+    async def on_command(self, command: dict[str, Any]) -> None:
+        """A client of another instance asks something of a session this one owns."""
+        op, sid = command.get("op"), command.get("sid")
+        if not isinstance(sid, str) or not sid:
+            sid = None  # nobody to answer (an HTTP DELETE): never emit to "everyone"
+        try:
+            session = self.registry.get(command.get("sessionId"))
+            if op == "cancel":
+                session.cancel()
+            if sid is None:
+                return
+            if op == "leave":
+                task = self._client(sid).following.pop(session.id, None)
+                if task is not None:
+                    task.cancel()
+            elif op == "follow":
+                self._follow(sid, session)
+            elif op == "input":
+                await session.send_input(str(command.get("input", "")))
+            elif op == "write":
+                await session.write(str(command.get("data", "")).encode("utf-8"))
+            elif op == "resize":
+                await session.resize(*valid_size(command.get("rows"), command.get("cols")))
+        except CodexError as exc:
+            if sid is not None:
+                await self.sio.emit(
+                    "error", {**exc.to_json(), "sessionId": command.get("sessionId")}, to=sid
+                )
+
+    async def watch_owners(self) -> None:
+        """Clients here following sessions elsewhere hear when an owner dies: once
+        its lease expires, the session ends for them as an internal error."""
+        while True:
+            await asyncio.sleep(1.0)
+            if self.cluster is None:
+                return
+            alive: dict[str, bool] = {}
+            for sid, client in list(self.clients.items()):
+                for session_id, owner in list(client.remote.items()):
+                    if owner not in alive:
+                        alive[owner] = await self.cluster.alive(owner)
+                    if alive[owner]:
+                        continue
+                    client.remote.pop(session_id, None)
+                    record = await self.cluster.lookup(session_id) or {"owner": owner}
+                    if record.get("state") != "finished" or record.get("lost"):
+                        await self._report_lost(sid, session_id, record)
 
     def _follow(self, sid: str, session: Session) -> None:
         client = self._client(sid)
