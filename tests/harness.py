@@ -102,28 +102,46 @@ class Harness:
         *,
         stdin: str | None = None,
         timeout: float = 30,
-        join_delay: float = 0.0,
     ) -> Transcript:
         """The seed frontend's flow: connect, POST, join, answer prompts, until complete."""
-        answers = list(answers or [])
+        extra = {"stdin": stdin} if stdin is not None else {}
         async with self.client() as sio:
-            transcript = Transcript("", [])
-            done = asyncio.Event()
+            session_id = await self.execute(code, **extra)
+            return await self.follow(session_id, answers, sio=sio, timeout=timeout)
 
-            async def on_any(event: str, data: Any = None) -> None:
-                transcript.events.append((event, data))
-                if event == "input_required" and answers:
-                    await sio.emit("input", {"input": answers.pop(0)})
-                if event == "execution_complete":
-                    done.set()
+    async def follow(
+        self,
+        session_id: str,
+        answers: list[str] | None = None,
+        *,
+        sio: socketio.AsyncClient | None = None,
+        timeout: float = 30,
+        on_event: Any = None,
+    ) -> Transcript:
+        """Join a session and collect its events until `execution_complete`, answering
+        each `input_required` with the next answer. `on_event(event, data)` may act on
+        events as they come (a slow learner, killing a server...)."""
+        if sio is None:
+            async with self.client() as own:
+                return await self.follow(
+                    session_id, answers, sio=own, timeout=timeout, on_event=on_event
+                )
+        pending = list(answers or [])
+        transcript = Transcript(session_id, [])
+        done = asyncio.Event()
 
-            sio.on("*", on_any)
-            extra = {"stdin": stdin} if stdin is not None else {}
-            transcript.session_id = await self.execute(code, **extra)
-            if join_delay:
-                await asyncio.sleep(join_delay)
-            await sio.emit("join", {"sessionId": transcript.session_id})
-            await asyncio.wait_for(done.wait(), timeout)
+        async def on_any(event: str, data: Any = None) -> None:
+            transcript.events.append((event, data))
+            if on_event is not None:
+                await on_event(event, data)
+            if event == "input_required" and pending:
+                await sio.emit("input", {"input": pending.pop(0)})
+            if event == "execution_complete":
+                done.set()
+
+        sio.on("*", on_any)
+        await sio.emit("join", {"sessionId": session_id})
+        await asyncio.wait_for(done.wait(), timeout)
         return transcript
 
     async def terminal(self, session_id: str, *, raw: bool = False) -> TerminalClient:

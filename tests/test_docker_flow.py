@@ -28,22 +28,10 @@ async def test_late_join_gets_whole_transcript_and_completion() -> None:
     async with running_app() as h:
         session_id = await h.execute(code)
         await h.wait_finished(session_id)
-        async with h.client() as sio:
-            events: list[tuple[str, object]] = []
-            done = asyncio.Event()
-
-            async def on_any(event: str, data: object = None) -> None:
-                events.append((event, data))
-                if event == "execution_complete":
-                    done.set()
-
-            sio.on("*", on_any)
-            await sio.emit("join", {"sessionId": session_id})
-            await asyncio.wait_for(done.wait(), 10)
-    text = "".join(d["output"] for e, d in events if e == "output")  # type: ignore[index]
-    assert text == "".join(f"line {i}\r\n" for i in range(300))
-    assert [e for e, _ in events].count("execution_complete") == 1
-    assert events[-1][0] == "execution_complete"
+        t = await h.follow(session_id)
+    assert t.output == "".join(f"line {i}\r\n" for i in range(300))
+    assert [e for e, _ in t.events].count("execution_complete") == 1
+    assert t.events[-1][0] == "execution_complete"
 
 
 async def test_input_round_trip_answer_not_duplicated() -> None:

@@ -55,25 +55,16 @@ async def test_figures_come_with_the_verdict() -> None:
 
 async def test_time_waiting_for_input_does_not_count() -> None:
     code = "import time\nx = input('answer? ')\ntime.sleep(0.5)\nprint('got', x)\n"
-    async with running_app(time_limit=1.2) as h, h.client() as sio:
-        events: list[tuple[str, Any]] = []
-        done = asyncio.Event()
 
-        async def on_any(event: str, data: Any = None) -> None:
-            events.append((event, data))
-            if event == "input_required":
-                await asyncio.sleep(2.0)  # a slow learner: longer than the time limit
-                await sio.emit("input", {"input": "42"})
-            if event == "execution_complete":
-                done.set()
+    async def slow_learner(event: str, data: Any) -> None:
+        if event == "input_required":
+            await asyncio.sleep(2.0)  # thinking for longer than the time limit
 
-        sio.on("*", on_any)
+    async with running_app(time_limit=1.2) as h:
         session_id = await h.execute(code)
-        await sio.emit("join", {"sessionId": session_id})
-        await asyncio.wait_for(done.wait(), 30)
-    complete = next(d for e, d in events if e == "execution_complete")
-    assert complete["status"] == "ok", events
-    assert 500 <= complete["durationMs"] < 1200  # running time only
+        t = await h.follow(session_id, ["42"], on_event=slow_learner)
+    assert t.complete["status"] == "ok", t.events
+    assert 500 <= t.complete["durationMs"] < 1200  # running time only
 
 
 async def test_an_abandoned_input_wait_ends_the_session() -> None:
