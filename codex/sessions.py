@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 FRAME_CHARS = 16 * 1024  # largest `output` message
 FLUSH_DELAY = 0.02  # output waits at most this long to be coalesced with more
+FLUSH_BURST = 4  # frames per FLUSH_DELAY window that go out at once
 # The controlling client may trail this many chars before the program is paused.
 HIGH_WATER = 256 * 1024
 
@@ -112,7 +113,8 @@ class Session:
         self._pending: list[tuple[str, bool]] = []
         self._pending_chars = 0
         self._flush_handle: asyncio.TimerHandle | None = None
-        self._last_flush = 0.0
+        self._window_start = 0.0
+        self._window_flushes = 0
         self._last_output = 0.0
         # Input that arrives before the sandbox takes typing; None once delivered.
         self._queued_input: list[bytes] | None = [stdin.encode("utf-8")] if stdin else []
@@ -374,12 +376,17 @@ class Session:
         if self._pending_chars >= FRAME_CHARS:
             self._flush()
         elif self._flush_handle is None:
-            # Leading edge: a frame after a quiet spell goes at once (first output fast);
-            # during a burst, frames go at most every FLUSH_DELAY.
-            delay = self._last_flush + FLUSH_DELAY - now
-            if delay <= 0:
+            # The first FLUSH_BURST frames of each FLUSH_DELAY window go at once (an
+            # echo and the reply right after it both arrive without delay); beyond
+            # that, output waits for the window's end and goes as one frame, so a
+            # program printing byte by byte never costs a message per byte.
+            if now - self._window_start >= FLUSH_DELAY:
+                self._window_start, self._window_flushes = now, 0
+            if self._window_flushes < FLUSH_BURST:
+                self._window_flushes += 1
                 self._flush()
             else:
+                delay = self._window_start + FLUSH_DELAY - now
                 self._flush_handle = asyncio.get_running_loop().call_later(delay, self._flush)
 
     def _queue(self, text: str, *, echo: bool) -> None:
@@ -393,7 +400,6 @@ class Session:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        self._last_flush = time.monotonic()
         pending, self._pending, self._pending_chars = self._pending, [], 0
         for text, echo in pending:
             for at in range(0, len(text), FRAME_CHARS):
