@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
+from typing import Any
 
 import tornado.httpserver
 import tornado.netutil
@@ -17,6 +18,7 @@ from codex.http_api import NotFoundHandler, routes
 from codex.runtime.base import Runtime
 from codex.sessions import SessionRegistry
 from codex.transport.socketio import SocketIOTransport
+from codex.transport.terminal_ws import TerminalRelays
 from codex.transport.terminal_ws import routes as terminal_routes
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ class CodexApp:
         self.runtime = runtime or make_runtime(settings)
         self.registry = SessionRegistry(settings, self.runtime)
         self.socketio = SocketIOTransport(self.registry)
+        self.relays = TerminalRelays(self.registry)
         handlers: list[tuple[str, type[tornado.web.RequestHandler], dict[str, object]]] = [
             (r"/socket\.io/", self.socketio.handler(), {}),
             *routes(self.registry),
@@ -70,7 +73,7 @@ class CodexApp:
             self.cluster = Cluster(
                 self.settings.redis_url, self.runtime.instance, self.settings.instance_lease
             )
-            await self.cluster.start(self.socketio.on_command)
+            await self.cluster.start(self._on_command)
             self.registry.cluster = self.cluster
             self._tasks += [
                 asyncio.ensure_future(self.socketio.watch_owners()),
@@ -93,6 +96,11 @@ class CodexApp:
         )
         return self.port
 
+    async def _on_command(self, command: dict[str, Any]) -> None:
+        """A command relayed from another instance for a session this one owns."""
+        if not await self.relays.on_command(command):
+            await self.socketio.on_command(command)
+
     async def _reap_dead_peers(self, cluster: Cluster) -> None:
         """Remove the sandboxes of instances (sharing this engine) whose lease ran out."""
         while True:
@@ -113,6 +121,7 @@ class CodexApp:
             self.server.stop()
         for task in self._tasks:
             task.cancel()
+        self.relays.stop()
         await self.socketio.sio.shutdown()
         await self.runtime.shutdown()
         if self.cluster is not None:

@@ -21,7 +21,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -31,6 +31,30 @@ log = logging.getLogger(__name__)
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
 
 SESSION_RECORD_TTL = 24 * 3600  # seconds a directory entry outlives its session at most
+
+
+class RemoteSession:
+    """A session owned by another instance: what a client asks of it is relayed."""
+
+    def __init__(self, cluster: Cluster, owner: str, session_id: str, sid: str = "") -> None:
+        self.cluster = cluster
+        self.owner = owner
+        self.id = session_id
+        self.sid = sid
+
+    async def send_command(self, op: str, **args: Any) -> None:
+        await self.cluster.send(
+            self.owner, {"op": op, "sessionId": self.id, "sid": self.sid, **args}
+        )
+
+    async def send_input(self, text: str) -> None:
+        await self.send_command("input", input=text)
+
+    async def write(self, data: bytes) -> None:
+        await self.send_command("write", data=data.decode("utf-8", "replace"))
+
+    async def resize(self, rows: int, cols: int) -> None:
+        await self.send_command("resize", rows=rows, cols=cols)
 
 
 class Cluster:
@@ -136,6 +160,22 @@ class Cluster:
                     await self._handler(command)
             except Exception:
                 log.exception("a command from another instance failed")
+
+    # -- terminal streams relayed from the owner ---------------------------------------------
+
+    async def publish(self, channel: str, message: list[Any]) -> None:
+        await self.redis.publish(f"codex:relay:{channel}", json.dumps(message))
+
+    @contextlib.asynccontextmanager
+    async def subscription(self, channel: str) -> AsyncIterator[Any]:
+        """A relay channel, subscribed before the owner is asked to publish on it."""
+        pubsub: Any = self.redis.pubsub()
+        await pubsub.subscribe(f"codex:relay:{channel}")
+        try:
+            yield pubsub
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
 
     @staticmethod
     def _channel(instance: str) -> str:

@@ -77,3 +77,20 @@ async def test_an_instance_that_dies_is_heard_of_and_reaped() -> None:
             # And a later join hears the same ending.
             later = await on_a.follow(session_id)
             assert later.complete["status"] == "internal_error"
+
+
+async def test_a_terminal_on_one_instance_drives_a_program_on_the_other() -> None:
+    async with redis_server() as url:
+        flags = ("--redis-url", url, "--pool-size", "1")
+        async with codex_process(*flags) as a, codex_process(*flags) as b:
+            on_a, on_b = Harness(None, a.base_url), Harness(None, b.base_url)
+            session_id = await on_b.execute(QUESTION)
+            term = await on_a.terminal(session_id)
+            await term.read_until(lambda c: c.named("input_required"))
+            await term.send("set_size", 30, 100)
+            await term.send("stdin", "Lin\r")
+            await term.read_to_end()
+    assert term.messages[0] == ["setup", {}]
+    assert term.screen_text == "Who? Lin\r\nHello Lin\r\n"  # the terminal's echo included
+    assert term.named("execution_complete")[0]["status"] == "ok"
+    assert term.messages[-1] == ["disconnect", 1]

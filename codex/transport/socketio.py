@@ -18,7 +18,7 @@ from typing import Any
 
 import socketio
 
-from codex.cluster import Cluster
+from codex.cluster import Cluster, RemoteSession
 from codex.errors import BadRequest, CodexError, PayloadTooLarge, SessionNotFound, field_error
 from codex.eventlog import OUTPUT, Entry
 from codex.http_api import parse_execute
@@ -39,30 +39,6 @@ class Client:
     # Sessions this client follows on other instances: session id -> owner instance.
     remote: dict[str, str] = field(default_factory=dict)
     current: str | None = None
-
-
-class RemoteSession:
-    """A session owned by another instance: what a client asks of it is relayed."""
-
-    def __init__(self, cluster: Cluster, owner: str, session_id: str, sid: str) -> None:
-        self.cluster = cluster
-        self.owner = owner
-        self.id = session_id
-        self.sid = sid
-
-    async def _send(self, op: str, **args: Any) -> None:
-        await self.cluster.send(
-            self.owner, {"op": op, "sessionId": self.id, "sid": self.sid, **args}
-        )
-
-    async def send_input(self, text: str) -> None:
-        await self._send("input", input=text)
-
-    async def write(self, data: bytes) -> None:
-        await self._send("write", data=data.decode("utf-8", "replace"))
-
-    async def resize(self, rows: int, cols: int) -> None:
-        await self._send("resize", rows=rows, cols=cols)
 
 
 def _event(fn: Handler) -> Handler:
@@ -284,20 +260,18 @@ class SocketIOTransport:
             session = self.registry.get(command.get("sessionId"))
             if op == "cancel":
                 session.cancel()
-            if sid is None:
-                return
-            if op == "leave":
-                task = self._client(sid).following.pop(session.id, None)
-                if task is not None:
-                    task.cancel()
-            elif op == "follow":
-                self._follow(sid, session)
             elif op == "input":
                 await session.send_input(str(command.get("input", "")))
             elif op == "write":
                 await session.write(str(command.get("data", "")).encode("utf-8"))
             elif op == "resize":
                 await session.resize(*valid_size(command.get("rows"), command.get("cols")))
+            elif op == "follow" and sid is not None:
+                self._follow(sid, session)
+            elif op == "leave" and sid is not None:
+                task = self._client(sid).following.pop(session.id, None)
+                if task is not None:
+                    task.cancel()
         except CodexError as exc:
             if sid is not None:
                 await self.sio.emit(

@@ -17,12 +17,15 @@ A terminal view shows what a terminal shows, the echo of typed answers included.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import uuid
 from typing import Any
 
 import tornado.websocket
 
+from codex.cluster import Cluster, RemoteSession
 from codex.errors import (
     CodexError,
     InvalidField,
@@ -45,7 +48,7 @@ CLOSE_RATE_LIMITED = 4429  # WebSocket close code: too many attaches from this a
 class TerminalHandler(tornado.websocket.WebSocketHandler):
     registry: SessionRegistry
     raw: bool
-    session: Session | None = None
+    session: Session | RemoteSession | None = None
     _task: asyncio.Task[None] | None = None
 
     def initialize(self, registry: SessionRegistry, raw: bool = False) -> None:
@@ -59,28 +62,89 @@ class TerminalHandler(tornado.websocket.WebSocketHandler):
         client = self.registry.client_of(
             self.request.remote_ip, self.request.headers.get("X-Forwarded-For")
         )
+        session_id = args[0] if args else ""
         try:
             await self.registry.admit("join", client)
-            self.session = self.registry.get(args[0] if args else None)
+            try:
+                session: Session | RemoteSession = self.registry.get(session_id)
+            except SessionNotFound:
+                session = await self._remote(session_id)
         except (SessionNotFound, RateLimited) as exc:
             if not self.raw:
                 await self._send(["error", exc.to_json()])
             code = CLOSE_NOT_FOUND if isinstance(exc, SessionNotFound) else CLOSE_RATE_LIMITED
             self.close(code, exc.code)
             return
+        self.session = session
         self.set_nodelay(True)  # keystroke echo is latency-bound
         if not self.raw:
             await self._send(["setup", {}])
-        self._task = asyncio.ensure_future(self._deliver(self.session))
+        if isinstance(session, RemoteSession):
+            self._task = asyncio.ensure_future(self._relay(session))
+        else:
+            self._task = asyncio.ensure_future(self._deliver(session))
+
+    async def _remote(self, session_id: str) -> RemoteSession:
+        """A session owned by another instance (with redis_url); SessionNotFound if none."""
+        record = await self.registry.remote_record(session_id)
+        cluster = self.registry.cluster
+        assert cluster is not None
+        return RemoteSession(cluster, str(record.get("owner")), session_id)
+
+    async def _relay(self, session: RemoteSession) -> None:
+        """The owner follows the session for us and publishes the messages on a channel
+        of our own; they are passed on as they come. Without the owner's lease, the
+        session is lost and the client is told so."""
+        cluster = session.cluster
+        channel = uuid.uuid4().hex
+        try:
+            async with cluster.subscription(channel) as pubsub:
+                await session.send_command("term-follow", channel=channel)
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is None:
+                        if not await cluster.alive(session.owner):
+                            await self._lost(session)
+                            return
+                        continue
+                    parsed = json.loads(message["data"])
+                    if self.raw and parsed[0] == "stdout":
+                        await self._send_raw(parsed[1])
+                    elif not self.raw:
+                        await self._send(parsed)
+                    if parsed[0] == "disconnect":
+                        self.close(1000, "finished")
+                        return
+        except (asyncio.CancelledError, tornado.websocket.WebSocketClosedError):
+            pass  # the client left: a normal end
+        finally:
+            with contextlib.suppress(Exception):
+                await session.send_command("term-leave", channel=channel)
+
+    async def _lost(self, session: RemoteSession) -> None:
+        record = await session.cluster.lookup(session.id) or {"owner": session.owner}
+        result = record.get("result") if record.get("lost") else None
+        if result is None:
+            result = await session.cluster.mark_lost(session.id, record)
+        if not self.raw:
+            error = {
+                "error": "The server running this program stopped; the program is lost.",
+                "code": "internal_error",
+                "sessionId": session.id,
+            }
+            await self._send(["error", error])
+            await self._send(["execution_complete", result])
+            await self._send(["disconnect", 1])
+        self.close(1000, "lost")
 
     async def _deliver(self, session: Session) -> None:
         async def send(entries: list[Entry]) -> None:
-            for kind, body in merge_output(entries, FRAME_CHARS):
+            for message in terminal_messages(entries):
                 if self.raw:
-                    if kind == OUTPUT:
-                        await self._send_raw(str(body))
+                    if message[0] == "stdout":
+                        await self._send_raw(message[1])
                 else:
-                    await self._send(["stdout" if kind == OUTPUT else kind, body])
+                    await self._send(message)
 
         try:
             await follow(session, send, include_echo=True)
@@ -111,7 +175,7 @@ class TerminalHandler(tornado.websocket.WebSocketHandler):
             if not self.raw:
                 await self._send(["error", {**exc.to_json(), "sessionId": session.id}])
 
-    async def _command(self, session: Session, message: str | bytes) -> None:
+    async def _command(self, session: Session | RemoteSession, message: str | bytes) -> None:
         try:
             parsed = json.loads(message)
         except (ValueError, UnicodeDecodeError):
@@ -129,16 +193,71 @@ class TerminalHandler(tornado.websocket.WebSocketHandler):
         else:
             raise InvalidField(f"Unknown message {kind!r}; expected stdin or set_size.")
 
-    async def _write(self, session: Session, data: bytes) -> None:
+    async def _write(self, session: Session | RemoteSession, data: bytes) -> None:
         limit = self.registry.settings.max_input_bytes
         if len(data) > limit:
             raise PayloadTooLarge(f"A message may carry at most {limit} bytes.", field="stdin")
-        if not session.finished:
+        if not isinstance(session, Session) or not session.finished:
             await session.write(data)
 
     def on_close(self) -> None:
         if self._task is not None:
             self._task.cancel()
+
+
+def terminal_messages(entries: list[Entry]) -> list[list[Any]]:
+    """Log entries as terminado-protocol messages (stdout frames merged)."""
+    return [
+        ["stdout" if kind == OUTPUT else kind, body]
+        for kind, body in merge_output(entries, FRAME_CHARS)
+    ]
+
+
+class TerminalRelays:
+    """The owner's side of terminal streams relayed to other instances."""
+
+    def __init__(self, registry: SessionRegistry) -> None:
+        self.registry = registry
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    async def on_command(self, command: dict[str, Any]) -> bool:
+        """Handle `term-follow` / `term-leave`; False for any other command."""
+        op, channel = command.get("op"), command.get("channel")
+        if op not in ("term-follow", "term-leave") or not isinstance(channel, str):
+            return False
+        if op == "term-leave":
+            task = self._tasks.pop(channel, None)
+            if task is not None:
+                task.cancel()
+            return True
+        cluster = self.registry.cluster
+        try:
+            session = self.registry.get(command.get("sessionId"))
+        except SessionNotFound as exc:
+            if cluster is not None:
+                await cluster.publish(channel, ["error", exc.to_json()])
+                await cluster.publish(channel, ["disconnect", 1])
+            return True
+        assert cluster is not None
+        task = asyncio.ensure_future(self._publish(cluster, channel, session))
+        self._tasks[channel] = task
+        task.add_done_callback(lambda t: self._tasks.pop(channel, None))
+        return True
+
+    async def _publish(self, cluster: Cluster, channel: str, session: Session) -> None:
+        # Published, not awaited by the reader: a remote terminal never holds the
+        # program back (no flow control across instances).
+        async def send(entries: list[Entry]) -> None:
+            for message in terminal_messages(entries):
+                await cluster.publish(channel, message)
+
+        with contextlib.suppress(asyncio.CancelledError):
+            await follow(session, send, include_echo=True)
+            await cluster.publish(channel, ["disconnect", 1])
+
+    def stop(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
 
 
 def routes(registry: SessionRegistry) -> list[tuple[str, Any, dict[str, Any]]]:
