@@ -129,6 +129,21 @@ class Cluster:
     async def forget(self, session_id: str) -> None:
         await self.redis.delete(self._session_key(session_id))
 
+    async def lost_ending(
+        self, session_id: str, record: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The `error` and `execution_complete` payloads that tell a client the session
+        died with its instance (recorded once, the same for every client)."""
+        result = record.get("result") if record.get("lost") else None
+        if result is None:
+            result = await self.mark_lost(session_id, record)
+        error = {
+            "error": "The server running this program stopped; the program is lost.",
+            "code": "internal_error",
+            "sessionId": session_id,
+        }
+        return error, result
+
     async def mark_lost(self, session_id: str, record: dict[str, Any]) -> dict[str, Any]:
         """A session whose owner died: finished, as an internal error, for everyone."""
         result = {

@@ -237,18 +237,8 @@ class SocketIOTransport:
 
     async def _report_lost(self, sid: str, session_id: str, record: dict[str, Any]) -> None:
         assert self.cluster is not None
-        result = record.get("result") if record.get("lost") else None
-        if result is None:
-            result = await self.cluster.mark_lost(session_id, record)
-        await self.sio.emit(
-            "error",
-            {
-                "error": "The server running this program stopped; the program is lost.",
-                "code": "internal_error",
-                "sessionId": session_id,
-            },
-            to=sid,
-        )
+        error, result = await self.cluster.lost_ending(session_id, record)
+        await self.sio.emit("error", error, to=sid)
         await self.sio.emit("execution_complete", result, to=sid)
 
     async def on_command(self, command: dict[str, Any]) -> None:

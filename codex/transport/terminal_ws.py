@@ -123,15 +123,8 @@ class TerminalHandler(tornado.websocket.WebSocketHandler):
 
     async def _lost(self, session: RemoteSession) -> None:
         record = await session.cluster.lookup(session.id) or {"owner": session.owner}
-        result = record.get("result") if record.get("lost") else None
-        if result is None:
-            result = await session.cluster.mark_lost(session.id, record)
+        error, result = await session.cluster.lost_ending(session.id, record)
         if not self.raw:
-            error = {
-                "error": "The server running this program stopped; the program is lost.",
-                "code": "internal_error",
-                "sessionId": session.id,
-            }
             await self._send(["error", error])
             await self._send(["execution_complete", result])
             await self._send(["disconnect", 1])
