@@ -152,6 +152,8 @@ class Cluster:
             "exitCode": None,
             "signal": None,
             "durationMs": 0,
+            "cpuMs": None,
+            "memoryPeakBytes": None,
             "outputBytes": 0,
             "truncated": False,
         }

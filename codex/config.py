@@ -81,6 +81,9 @@ class Settings:
     cpus: float = setting(1.0, "CPU cores an execution may use (a CFS quota).")
     tmpfs_size_mb: int = setting(64, "Size of the writable /tmp of a container, in MiB.")
     tmpfs_inodes: int = setting(4096, "Most files and directories in a container's /tmp.")
+    shm_size_mb: int = setting(
+        16, "Size of a container's /dev/shm in MiB (counted against its memory limit)."
+    )
     nofile_limit: int = setting(256, "Most open files per process in a container (ulimit).")
     seccomp: str = setting(
         "codex",
@@ -180,6 +183,7 @@ class Settings:
             "max_sessions_per_ip",
             "tmpfs_size_mb",
             "tmpfs_inodes",
+            "shm_size_mb",
             "nofile_limit",
             "output_limit_bytes",
             "max_sessions",

@@ -163,7 +163,9 @@ def parse_execute(body: dict[str, Any]) -> ExecuteRequest:
     language = body.get("language", "python")
     if not isinstance(language, str):
         raise field_error("language", "a string")
-    stdin = body.get("stdin") or ""
+    stdin = body.get("stdin")
+    if stdin is None:
+        stdin = ""
     if not isinstance(stdin, str):
         raise field_error("stdin", "a string")
     rows, cols = body.get("rows"), body.get("cols")

@@ -48,9 +48,9 @@ def check_policy(code: str, imports: Sequence[str], calls: Sequence[str]) -> Non
     """Refuse code that imports a listed module or calls a listed builtin.
 
     A teaching aid ("this exercise is without numpy"), NOT a security boundary:
-    ``__import__`` built from strings, ``importlib``, ``getattr(__builtins__, ...)``,
-    subclass walks and NFKC-normalised identifiers all defeat any such list. The
-    sandbox is the boundary; docs/security.md says so.
+    ``__import__`` built from strings, ``importlib``, ``getattr(__builtins__, ...)`` and
+    subclass walks all defeat any such list. The sandbox is the boundary;
+    docs/security.md says so.
     """
     if not imports and not calls:
         return

@@ -3,6 +3,10 @@
 A learner thinking about an answer is not a runaway program: time blocked on input
 does not count against ``time_limit``. A single wait longer than ``input_wait_limit``
 ends the session instead (an abandoned tab must not hold a container forever).
+
+But a program may wait for input in one thread and compute in another: during a
+wait, the CPU time the sandbox uses is charged instead of the wall time, so a wait
+can never hide work.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+
+CPU_TICK = 0.25  # seconds between looks at the CPU time used during a wait
 
 
 class RunClock:
@@ -19,6 +25,7 @@ class RunClock:
         wait_limit: float,
         on_timeout: Callable[[], None],
         on_abandoned: Callable[[], None],
+        cpu_seconds: Callable[[], float | None] = lambda: None,
     ) -> None:
         self.limit = limit
         self.wait_limit = wait_limit
@@ -26,7 +33,10 @@ class RunClock:
         self._on_abandoned = on_abandoned
         self._ran = 0.0
         self._since: float | None = None
+        self._cpu_seconds = cpu_seconds
         self._timer: asyncio.TimerHandle | None = None
+        self._ticker: asyncio.TimerHandle | None = None
+        self._cpu_mark: float | None = None
         self._stopped = False
 
     @property
@@ -45,10 +55,29 @@ class RunClock:
         self._ran += time.monotonic() - self._since
         self._since = None
         self._arm(self.wait_limit, self._on_abandoned)
+        self._cpu_mark = self._cpu_seconds()
+        if self._cpu_mark is not None:
+            self._ticker = asyncio.get_running_loop().call_later(CPU_TICK, self._charge_cpu)
+
+    def _charge_cpu(self) -> None:
+        """While waiting: charge the CPU time used since the last look."""
+        self._ticker = None
+        if self._stopped or self._since is not None or self._cpu_mark is None:
+            return
+        now = self._cpu_seconds()
+        if now is None:
+            return
+        self._ran += max(0.0, now - self._cpu_mark)
+        self._cpu_mark = now
+        if self._ran >= self.limit:
+            self._on_timeout()
+            return
+        self._ticker = asyncio.get_running_loop().call_later(CPU_TICK, self._charge_cpu)
 
     def resume(self) -> None:
         if self._stopped or self._since is not None:
             return
+        self._stop_ticker()
         self._since = time.monotonic()
         self._arm(max(0.0, self.limit - self._ran), self._on_timeout)
 
@@ -57,9 +86,15 @@ class RunClock:
             self._ran += time.monotonic() - self._since
             self._since = None
         self._stopped = True
+        self._stop_ticker()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def _stop_ticker(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
 
     def _arm(self, delay: float, action: Callable[[], None]) -> None:
         if self._timer is not None:

@@ -125,6 +125,7 @@ class Session:
             settings.input_wait_limit,
             on_timeout=lambda: self._stop(TIMEOUT),
             on_abandoned=lambda: self._stop(TIMEOUT, abandoned=True),
+            cpu_seconds=self._cpu_seconds,
         )
         self._abandoned = False
         self._cancel_reason: str | None = None
@@ -262,6 +263,9 @@ class Session:
                     await self._execution.close()
                 except Exception:
                     log.exception("session %s: cleanup failed", self.id[:8])
+
+    def _cpu_seconds(self) -> float | None:
+        return self._execution.cpu_seconds() if self._execution is not None else None
 
     def _root_pid(self) -> int | None:
         return self._execution.root_pid() if self._execution is not None else None
@@ -596,6 +600,7 @@ class SessionRegistry:
             raise NoCapacity("Too many programs are running; try again shortly.")
         mine = sum(1 for x in self._sessions.values() if not x.finished and x.client == client)
         if mine >= s.max_sessions_per_ip:
+            self.limiter.rejections += 1
             raise RateLimited(
                 f"At most {s.max_sessions_per_ip} programs may run at once from one address.",
                 retry_after=2,
@@ -603,9 +608,14 @@ class SessionRegistry:
         ready = await self.runtime.readiness()
         if not ready.ready:
             raise RuntimeUnavailable(f"Programs cannot run now: {ready.reason}.")
-        self._sessions[session.id] = session
         if self.cluster is not None:
-            await self.cluster.record(session.id, {"state": session.state})
+            # Before it counts here: a Redis failure must not leave a session that
+            # holds capacity and never runs.
+            try:
+                await self.cluster.record(session.id, {"state": RUNNING})
+            except Exception as exc:
+                raise Unavailable(f"The shared session directory failed: {exc}") from exc
+        self._sessions[session.id] = session
         session.start()
         return session
 

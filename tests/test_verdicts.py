@@ -98,3 +98,18 @@ async def test_container_killed_from_outside_is_an_internal_error() -> None:
         await assert_gone_soon(session_id)
         t = await h.run("print('next')")  # the server carries on
         assert t.complete["status"] == "ok"
+
+
+async def test_a_wait_in_one_thread_does_not_hide_work_in_another() -> None:
+    code = (
+        "import threading, time\n"
+        "threading.Thread(target=input, args=('? ',), daemon=True).start()\n"
+        "end = time.time() + 5\n"
+        "while time.time() < end:\n"
+        "    pass\n"
+        "print('escaped the limit')\n"
+    )
+    async with running_app(time_limit=1.5) as h:
+        t = await h.run(code)  # nobody answers: the thread waits, the main thread works
+    assert t.complete["status"] == "timeout", t.events
+    assert "escaped" not in t.output

@@ -187,6 +187,10 @@ class Execution(abc.ABC):
     def root_pid(self) -> int | None:
         """Host PID of the supervisor, once known, for the input detector."""
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time the sandbox has used, if the runtime can tell."""
+        return None
+
 
 class Runtime(abc.ABC):
     name = "base"

@@ -194,14 +194,9 @@ class DockerRuntime(Runtime):
     async def start(self, spec: ExecSpec) -> Execution:
         warm = self.pool.take() if self.pool is not None else None
         if warm is not None:
-            try:
-                await warm.begin(spec)
-            except OSError as exc:
-                log.warning("pooled sandbox %s unusable: %s", warm.container_id[:12], exc)
-                await warm.close()
-            else:
-                self._spawn(self.call(self._adopt, warm.container_id, spec.session_id))
-                return warm
+            await warm.begin(spec)
+            self._spawn(self.call(self._adopt, warm.container_id, spec.session_id))
+            return warm
         execution = await self.prepare(spec.session_id)
         try:
             await execution.begin(spec)
@@ -264,6 +259,7 @@ class DockerRuntime(Runtime):
                 Ulimit(name="fsize", soft=s.tmpfs_size_mb << 20, hard=s.tmpfs_size_mb << 20),
             ],
             ipc_mode="private",
+            shm_size=f"{s.shm_size_mb}m",
         )
         labels = {LABEL_MANAGED: "1", LABEL_INSTANCE: self.instance, LABEL_OWNER: self.owner}
         if self.cluster_label:
@@ -404,6 +400,19 @@ class DockerExecution(Execution):
             )
         except Exception as exc:
             log.debug("resize failed: %s", _short(exc))
+
+    def cpu_seconds(self) -> float | None:
+        ns = self._cgroup.cpu_ns() if self._cgroup is not None else None
+        return None if ns is None else ns / 1e9
+
+    def alive(self) -> bool:
+        """Is the exec stream still open (a pooled sandbox may have died waiting)?"""
+        try:
+            return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+        except BlockingIOError:
+            return True  # nothing to read, still connected
+        except OSError:
+            return False
 
     async def begin(self, spec: ExecSpec) -> None:
         # A pooled sandbox spent CPU getting warm: count only the program's.

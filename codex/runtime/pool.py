@@ -60,9 +60,13 @@ class ContainerPool:
     def take(self) -> DockerExecution | None:
         """A prepared sandbox for one execution, or None (start one cold)."""
         self._wake.set()
-        if self._ready:
-            self.hits += 1
-            return self._ready.popleft()
+        while self._ready:
+            execution = self._ready.popleft()
+            if execution.alive():
+                self.hits += 1
+                return execution
+            log.warning("pool: a prepared sandbox died while it waited; dropping it")
+            self._spawn(execution.close())
         self.misses += 1
         return None
 
