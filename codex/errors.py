@@ -110,5 +110,17 @@ class SandboxError(CodexError):
     code = "internal_error"
 
 
+def text_field(value: object, name: str) -> str:
+    """A string field that is valid Unicode (JSON allows lone surrogates, which no
+    terminal can be sent); anything else is the error naming the field."""
+    if not isinstance(value, str):
+        raise field_error(name, "a string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidField(f"Field '{name}' is not valid Unicode.", field=name) from None
+    return value
+
+
 def field_error(name: str, expected: str) -> InvalidField:
     return InvalidField(f"Field '{name}' is required and must be {expected}.", field=name)

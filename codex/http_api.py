@@ -16,7 +16,7 @@ from codex.errors import (
     PayloadTooLarge,
     SessionNotFound,
     UnsupportedMediaType,
-    field_error,
+    text_field,
 )
 from codex.languages import normalize_language
 from codex.openapi import OPENAPI
@@ -134,7 +134,7 @@ class JsonHandler(tornado.web.RequestHandler):
             raise UnsupportedMediaType("The body must be JSON, sent as application/json.")
         try:
             body = json.loads(self.body())
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise MalformedJson("The body is not valid JSON.") from None
         if not isinstance(body, dict):
             raise BadRequest("The body must be a JSON object.")
@@ -157,17 +157,10 @@ def _http_code(status: int) -> str:
 
 def parse_execute(body: dict[str, Any]) -> ExecuteRequest:
     """An execute request (HTTP body or Socket.IO payload), or the error naming the field."""
-    code = body.get("code")
-    if not isinstance(code, str):
-        raise field_error("code", "a string")
-    language = body.get("language", "python")
-    if not isinstance(language, str):
-        raise field_error("language", "a string")
+    code = text_field(body.get("code"), "code")
+    language = text_field(body.get("language", "python"), "language")
     stdin = body.get("stdin")
-    if stdin is None:
-        stdin = ""
-    if not isinstance(stdin, str):
-        raise field_error("stdin", "a string")
+    stdin = "" if stdin is None else text_field(stdin, "stdin")
     rows, cols = body.get("rows"), body.get("cols")
     if rows is not None or cols is not None:
         rows, cols = valid_size(rows, cols)

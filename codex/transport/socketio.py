@@ -19,7 +19,14 @@ from typing import Any
 import socketio
 
 from codex.cluster import Cluster, RemoteSession
-from codex.errors import BadRequest, CodexError, PayloadTooLarge, SessionNotFound, field_error
+from codex.errors import (
+    BadRequest,
+    CodexError,
+    PayloadTooLarge,
+    SessionNotFound,
+    field_error,
+    text_field,
+)
 from codex.eventlog import OUTPUT, Entry
 from codex.http_api import parse_execute
 from codex.origins import origin_allowed
@@ -45,8 +52,11 @@ def _event(fn: Handler) -> Handler:
     """Errors become an `error` event (and the acknowledgement); they never escape."""
 
     @functools.wraps(fn)
-    async def wrapper(self: SocketIOTransport, sid: str, data: Any = None) -> Any:
+    async def wrapper(self: SocketIOTransport, sid: str, *args: Any) -> Any:
+        data = args[0] if args else None
         try:
+            if len(args) > 1:
+                raise BadRequest(f"`{fn.__name__[3:]}` takes one argument, not {len(args)}.")
             return await fn(self, sid, data)
         except CodexError as exc:
             log.info("socket.io %s from %s: %s %s", fn.__name__, sid, exc.code, exc.message)
@@ -159,9 +169,9 @@ class SocketIOTransport:
 
     @_event
     async def on_input(self, sid: str, data: Any) -> dict[str, Any]:
-        if not isinstance(data, dict) or not isinstance(data.get("input"), str):
+        if not isinstance(data, dict):
             raise field_error("input", "a string")
-        text: str = data["input"]
+        text = text_field(data.get("input"), "input")
         if len(text.encode("utf-8")) > self.registry.settings.max_input_bytes:
             raise PayloadTooLarge(
                 f"An input may be at most {self.registry.settings.max_input_bytes} bytes.",

@@ -32,6 +32,7 @@ from codex.errors import (
     PayloadTooLarge,
     RateLimited,
     SessionNotFound,
+    text_field,
 )
 from codex.eventlog import OUTPUT, Entry
 from codex.origins import origin_allowed
@@ -159,7 +160,7 @@ class TerminalHandler(tornado.websocket.WebSocketHandler):
             return
         try:
             if self.raw:
-                data = message if isinstance(message, bytes) else message.encode("utf-8")
+                data = message if isinstance(message, bytes) else message.encode("utf-8", "replace")
                 await self._write(session, data)
                 return
             await self._command(session, message)
@@ -177,9 +178,9 @@ class TerminalHandler(tornado.websocket.WebSocketHandler):
             raise InvalidField('A message must be a JSON array like ["stdin", text].')
         kind, args = parsed[0], parsed[1:]
         if kind == "stdin":
-            if len(args) != 1 or not isinstance(args[0], str):
+            if len(args) != 1:
                 raise InvalidField('"stdin" takes one string.', field="stdin")
-            await self._write(session, args[0].encode("utf-8"))
+            await self._write(session, text_field(args[0], "stdin").encode("utf-8"))
         elif kind == "set_size":
             rows, cols = valid_size(*[*args, None, None][:2])
             await session.resize(rows, cols)
