@@ -141,6 +141,13 @@ class Settings:
     instance_lease: float = setting(
         10.0, "Seconds an instance's lease in Redis lasts without renewal (with redis_url)."
     )
+    instance_name: str = setting(
+        "",
+        "A stable name for this server (e.g. its container's name). At start-up it removes "
+        "sandboxes left by an earlier run of the same name even when it cannot see that "
+        "run's processes (a server in a container gets a new PID namespace each start). "
+        "Two live servers must never share a name.",
+    )
     shutdown_grace: float = setting(
         30.0,
         "On SIGTERM, seconds running programs may still finish before they are cancelled.",

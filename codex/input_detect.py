@@ -104,7 +104,22 @@ class ProcDetector:
 
     @property
     def usable(self) -> bool:
-        return self.terminal is not None
+        """The supervisor's terminal is known and its child's files can be read (the
+        program runs as another uid: reading them needs root's DAC override or
+        CAP_DAC_READ_SEARCH as well as ptrace access)."""
+        if self.terminal is None:
+            return False
+        children = (_read(f"/proc/{self.root_pid}/task/{self.root_pid}/children") or "").split()
+        if not children:
+            return True  # nothing to probe yet; the supervisor's own files were readable
+        try:
+            fd = os.open(f"/proc/{children[0]}/task/{children[0]}/syscall", os.O_RDONLY)
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
+        os.close(fd)
+        return True
 
     def poll(self) -> Block | None:
         """The first task found waiting on the session's terminal, if any."""

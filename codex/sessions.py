@@ -427,7 +427,11 @@ class Session:
     def announce(self, password: bool) -> None:
         self.metrics.input_required.inc()
         self._flush()
-        self.clock.pause()
+        # A wait pauses the time limit only when it is a fact (the kernel says the
+        # program reads its terminal) or when CPU used meanwhile is charged: a guess
+        # from the heuristic must not let a program run on.
+        if self.watcher.name == "proc" or self._cpu_seconds() is not None:
+            self.clock.pause()
         self.waiting = self.log.append(
             INPUT_REQUIRED,
             payload={

@@ -213,3 +213,8 @@ async def running_app(**overrides: Any) -> AsyncIterator[Harness]:
         yield Harness(app, f"http://127.0.0.1:{port}")
     finally:
         await app.stop()
+        # python-engineio leaves each socket's ping task sleeping after shutdown; end
+        # them so the test's loop closes without "Task was destroyed" noise.
+        for task in asyncio.all_tasks():
+            if "engineio" in repr(task.get_coro()) and task is not asyncio.current_task():
+                task.cancel()

@@ -151,3 +151,40 @@ async def test_startup_sweeps_orphans_but_not_live_servers() -> None:
         assert _exists(foreign_namespace)
     finally:
         _remove(live, foreign_namespace)
+
+
+async def test_a_named_server_removes_what_its_earlier_run_left() -> None:
+    from codex.runtime.owner import identity
+
+    boot, _, _, _ = identity().split("/")
+    # Left by a run of "web-1" in a PID namespace we cannot see into (a container).
+    leftover = subprocess.run(
+        [
+            "docker",
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--label",
+            "org.codex.managed=1",
+            "--label",
+            f"org.codex.owner={boot}/4026599998/7/8",
+            "--label",
+            "org.codex.instance-name=web-1",
+            "codex-sandbox:latest",
+            "sleep",
+            "60",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.strip()
+    other = _labelled_container(f"{boot}/4026599998/7/8")  # unnamed: not ours to judge
+    try:
+        async with running_app(pool_size=0, instance_name="web-1"):
+            pass
+        assert not _exists(leftover)
+        assert _exists(other)
+    finally:
+        _remove(leftover, other)

@@ -55,6 +55,10 @@ class CgroupStats:
                 cpu = ROOT / controllers / rel
                 if not cpu.exists():
                     cpu = ROOT / "cpuacct" / rel
+        # Paths from /proc/<pid>/cgroup are relative to the root of *our* view of the
+        # hierarchy: a server in its own cgroup namespace may not see them at all.
+        memory = memory if memory is not None and memory.exists() else None
+        cpu = cpu if cpu is not None and cpu.exists() else None
         if memory is None and cpu is None:
             return None
         return cls(memory, cpu, unified=False)

@@ -48,6 +48,7 @@ LABEL_INSTANCE = "org.codex.instance"
 LABEL_SESSION = "org.codex.session"
 LABEL_OWNER = "org.codex.owner"
 LABEL_CLUSTER = "org.codex.cluster"
+LABEL_NAME = "org.codex.instance-name"
 SANDBOX_PYTHON = "python3"
 READ_SIZE = 65536
 
@@ -159,7 +160,13 @@ class DockerRuntime(Runtime):
         api = self.api()
         found = api.containers(all=True, filters={"label": label})
         if instance is None:
-            found = [c for c in found if owner_gone(c.get("Labels", {}).get(LABEL_OWNER))]
+            name = self.settings.instance_name
+            found = [
+                c
+                for c in found
+                if owner_gone(c.get("Labels", {}).get(LABEL_OWNER))
+                or (name and c.get("Labels", {}).get(LABEL_NAME) == name)
+            ]
         for c in found:
             remove_quietly(api, c["Id"])
         return len(found)
@@ -264,6 +271,8 @@ class DockerRuntime(Runtime):
         labels = {LABEL_MANAGED: "1", LABEL_INSTANCE: self.instance, LABEL_OWNER: self.owner}
         if self.cluster_label:
             labels[LABEL_CLUSTER] = self.cluster_label
+        if self.settings.instance_name:
+            labels[LABEL_NAME] = self.settings.instance_name
         if session_id is not None:
             labels[LABEL_SESSION] = session_id
         return {
