@@ -216,5 +216,6 @@ async def running_app(**overrides: Any) -> AsyncIterator[Harness]:
         # python-engineio leaves each socket's ping task sleeping after shutdown; end
         # them so the test's loop closes without "Task was destroyed" noise.
         for task in asyncio.all_tasks():
-            if "engineio" in repr(task.get_coro()) and task is not asyncio.current_task():
+            code = getattr(task.get_coro(), "cr_code", None)
+            if code is not None and "engineio" in code.co_filename:
                 task.cancel()
