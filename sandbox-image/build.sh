@@ -90,18 +90,10 @@ if ! flock -n 9; then
     fi
 fi
 
-ROOTFS=""
 TMP_WHEELS=""
 cleanup() {
     if [ -n "$TMP_WHEELS" ] && [ -d "$TMP_WHEELS" ]; then
         rm -rf "$TMP_WHEELS"
-    fi
-    if [ -n "$ROOTFS" ] && [ -d "$ROOTFS" ]; then
-        # debootstrap may have left /proc, /sys or /dev mounts behind if it failed.
-        local mnt
-        awk -v root="$ROOTFS" 'index($2, root "/") == 1 { print $2 }' /proc/mounts 2>/dev/null \
-            | sort -r | while read -r mnt; do umount -l "$mnt" 2>/dev/null || true; done
-        rm -rf --one-file-system "$ROOTFS" || true
     fi
 }
 trap cleanup EXIT
@@ -111,87 +103,10 @@ trap 'exit 143' TERM
 image_exists() { timeout 30 docker image inspect "$1" >/dev/null 2>&1; }
 
 # ---------------------------------------------------------------- (b) base
-debian_mirror() {
-    if [ -n "${CODEX_DEBIAN_MIRROR:-}" ]; then
-        printf '%s\n' "$CODEX_DEBIAN_MIRROR"
-        return
-    fi
-    local m="" f
-    # One-line format: deb [options] URI SUITE COMPONENTS...
-    if [ -f /etc/apt/sources.list ]; then
-        m="$(awk -v suite="$DEBIAN_SUITE" '
-            $1 == "deb" {
-                for (i = 2; i <= NF; i++) if ($i ~ /^(https?|ftp|file):/) break
-                if (i < NF && $(i + 1) == suite) { print $i; exit }
-            }' /etc/apt/sources.list)"
-    fi
-    # deb822 format: stanzas with Types/URIs/Suites.
-    if [ -z "$m" ]; then
-        for f in /etc/apt/sources.list.d/*.sources; do
-            [ -f "$f" ] || continue
-            m="$(awk -v suite="$DEBIAN_SUITE" '
-                function flush() {
-                    if (uri != "" && deb && hit && enabled) { print uri; found = 1; exit }
-                    uri = ""; deb = 0; hit = 0; enabled = 1
-                }
-                BEGIN { enabled = 1 }
-                /^[ \t]*$/ { flush(); next }
-                /^#/ { next }
-                tolower($1) == "types:" { for (i = 2; i <= NF; i++) if ($i == "deb") deb = 1 }
-                tolower($1) == "uris:" { uri = $2 }
-                tolower($1) == "suites:" { for (i = 2; i <= NF; i++) if ($i == suite) hit = 1 }
-                tolower($1) == "enabled:" { if (tolower($2) == "no") enabled = 0 }
-                END { if (!found) flush() }' "$f")"
-            [ -n "$m" ] && break
-        done
-    fi
-    printf '%s\n' "${m:-http://deb.debian.org/debian}"
-}
-
 make_debian_base() {
-    if image_exists "$LOCAL_BASE"; then
-        say "reusing the local base $LOCAL_BASE"
-        return
-    fi
-    [ "$(id -u)" -eq 0 ] \
-        || die "making the local base $LOCAL_BASE needs debootstrap as root; run this script as root, or load a python base image into Docker."
-    if ! command -v debootstrap >/dev/null 2>&1; then
-        command -v apt-get >/dev/null 2>&1 || die "debootstrap is missing and apt-get is not available to install it."
-        say "installing debootstrap with apt-get"
-        export DEBIAN_FRONTEND=noninteractive
-        timeout 600 apt-get -o DPkg::Lock::Timeout=120 update -q >/dev/null \
-            || die "'apt-get update' failed while installing debootstrap."
-        timeout 600 apt-get -o DPkg::Lock::Timeout=120 install -y -q --no-install-recommends \
-                debootstrap debian-archive-keyring \
-            || die "'apt-get install debootstrap' failed."
-    fi
-    local mirror dlog
-    mirror="$(debian_mirror)"
-    ROOTFS="$(mktemp -d "${TMPDIR:-/var/tmp}/codex-base.XXXXXX")"
-    dlog="$CACHE_DIR/debootstrap.log"
-    say "making $LOCAL_BASE with debootstrap ($DEBIAN_SUITE, minbase + python3, mirror $mirror; log $dlog)"
-    if ! timeout 1800 debootstrap --variant=minbase --include=python3 \
-            "$DEBIAN_SUITE" "$ROOTFS" "$mirror" >"$dlog" 2>&1; then
-        tail -n 20 "$dlog" >&2 || true
-        die "debootstrap failed (see $dlog); check access to the Debian mirror $mirror."
-    fi
-    # Trim what a sandbox never reads: package caches and lists, docs, man pages, locales.
-    rm -rf "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/cache/apt/*.bin \
-        "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/usr/share/man/* "$ROOTFS"/usr/share/info/* \
-        "$ROOTFS"/usr/share/locale/* "$ROOTFS"/var/log/*.log "$ROOTFS"/var/log/apt/*
-    find "$ROOTFS/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete 2>/dev/null || true
-    find "$ROOTFS/usr/share/doc" -mindepth 1 -type d -empty -delete 2>/dev/null || true
-    say "importing the root file system as $LOCAL_BASE"
-    tar --numeric-owner --one-file-system --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' \
-            -C "$ROOTFS" -c . \
-        | timeout 600 docker import \
-            --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-            --change 'ENV LANG=C.UTF-8' \
-            --change 'CMD ["python3"]' \
-            - "$LOCAL_BASE" >/dev/null \
-        || die "'docker import' of the debootstrap root file system failed."
-    cleanup
-    ROOTFS=""
+    # One recipe for the local Debian base, shared with the server image's build.
+    CODEX_LOCAL_BASE="$LOCAL_BASE" bash "$REPO_ROOT/scripts/make-base.sh" \
+        || die "could not make the local base $LOCAL_BASE (see the message above)."
 }
 
 if image_exists "$BASE_IMAGE"; then
