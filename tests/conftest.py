@@ -38,12 +38,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not any(item.get_closest_marker("docker") for item in items):
         return
     problem = docker_problem()
-    if problem is None:
-        return
+    if problem is None or IN_CI:
+        return  # in CI, pytest_runtest_setup fails them instead
     for item in items:
         if item.get_closest_marker("docker"):
-            if IN_CI:
-                # In CI a missing engine is a failure, never a quiet skip.
-                item.add_marker(pytest.mark.xfail(reason=problem, run=False, strict=True))
-            else:
-                item.add_marker(pytest.mark.skip(reason=f"Docker: {problem}"))
+            item.add_marker(pytest.mark.skip(reason=f"Docker: {problem}"))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # In CI a missing engine is a failure, never a quiet skip (nor an xfail).
+    if IN_CI and item.get_closest_marker("docker"):
+        problem = docker_problem()
+        if problem is not None:
+            pytest.fail(f"Docker is required in CI: {problem}", pytrace=False)
+
+
+def require(what: str, problem: str | None) -> None:
+    """Skip for a missing tool outside CI; fail in CI."""
+    if problem is None:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI: {problem}", pytrace=False)
+    pytest.skip(f"{what}: {problem}")

@@ -9,20 +9,18 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import IN_CI
+from tests.conftest import require
 from tests.dockerutil import assert_gone_soon, containers_of_soon
 from tests.harness import Harness
 from tests.servers import codex_process, redis_server
 
 pytestmark = [pytest.mark.docker, pytest.mark.redis, pytest.mark.gen_test(timeout=180)]
 
-if shutil.which("redis-server") is None:
-    reason = "redis-server is not installed (apt-get install redis-server)"
-    pytestmark.append(
-        pytest.mark.xfail(reason=reason, run=False, strict=True)
-        if IN_CI
-        else pytest.mark.skip(reason=reason)
-    )
+
+@pytest.fixture(autouse=True)
+def _needs_redis_server() -> None:
+    require("redis-server", None if shutil.which("redis-server") else "not installed")
+
 
 QUESTION = "name = input('Who? ')\nprint('Hello', name)\n"
 
