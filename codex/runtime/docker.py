@@ -71,6 +71,7 @@ class DockerRuntime(Runtime):
         self._api: docker.APIClient | None = None
         self._ready_cache: tuple[float, Readiness] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.unremoved: set[str] = set()  # containers a failed removal left behind
         self.pool: ContainerPool | None = (
             ContainerPool(self, settings.pool_size) if settings.pool_size > 0 else None
         )
@@ -130,6 +131,9 @@ class DockerRuntime(Runtime):
             return Readiness(False, f"the Docker engine failed: {_short(exc)}")
         from codex.input_detect import proc_detector_available
 
+        for container_id in list(self.unremoved):  # the engine is back: finish the job
+            if remove_quietly(api, container_id):
+                self.unremoved.discard(container_id)
         detector = "proc" if proc_detector_available() else "heuristic"
         return Readiness(True, detector=detector, extra={"image": image["Id"]})
 
@@ -474,7 +478,9 @@ class DockerExecution(Execution):
         self._closed = True
         self._pid_task.cancel()
         self._close_socket()
-        await self.runtime.call(remove_quietly, self.runtime.api(), self.container_id)
+        if not await self.runtime.call(remove_quietly, self.runtime.api(), self.container_id):
+            # The engine is away (restarting?): remove it once the engine is back.
+            self.runtime.unremoved.add(self.container_id)
 
     def _close_socket(self) -> None:
         try:
@@ -483,17 +489,21 @@ class DockerExecution(Execution):
             pass
 
 
-def remove_quietly(api: docker.APIClient, container_id: str) -> None:
+def remove_quietly(api: docker.APIClient, container_id: str) -> bool:
+    """Remove a container with force; True once it is gone (or going)."""
     try:
         api.remove_container(container_id, force=True, v=True)
     except docker.errors.NotFound:
         pass
     except docker.errors.APIError as exc:
         if exc.status_code == 409:  # removal already in progress: someone else has it
-            return
+            return True
         log.warning("could not remove container %s: %s", container_id[:12], _short(exc))
+        return False
     except Exception as exc:
         log.warning("could not remove container %s: %s", container_id[:12], _short(exc))
+        return False
+    return True
 
 
 def _short(exc: BaseException) -> str:
