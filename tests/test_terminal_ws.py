@@ -270,3 +270,40 @@ async def test_execute_may_give_the_starting_terminal_size() -> None:
         assert state["screen"]["lines"][0] == "132 40"
         bad = await h.request("POST", "/api/execute", {"code": code, "rows": 0, "cols": 80})
         assert bad.status == 400 and bad.body["field"] == "rows"
+
+
+async def test_addon_attach_style_clients_resize_ctrl_c_late_attach_two_viewers() -> None:
+    """Plain byte streams (what @xterm/addon-attach speaks), with resize on the
+    documented side channel (Socket.IO `resize`)."""
+    code = (
+        "import shutil, signal, time\n"
+        "def winch(*_):\n"
+        "    print('cols', shutil.get_terminal_size().columns, flush=True)\n"
+        "signal.signal(signal.SIGWINCH, winch)\n"
+        "for i in range(50):\n"
+        "    print('tick', i)\n"
+        "try:\n"
+        "    input('ready? ')\n"
+        "    time.sleep(60)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted')\n"
+    )
+    async with running_app() as h, h.client() as side:
+        session_id = await h.execute(code)
+        first = await h.terminal(session_id, raw=True)
+        await first.read_until(has("ready? "))
+        late = await h.terminal(session_id, raw=True)  # attaches after 50 lines
+        await late.read_until(has("ready? "))
+        assert late.screen_text == first.screen_text
+        assert late.screen_text.startswith("tick 0\r\n")
+        await side.call("join", {"sessionId": session_id})
+        await side.call("resize", {"rows": 30, "cols": 111, "sessionId": session_id})
+        await first.read_until(has("cols 111"))
+        await first.send("go\r")
+        await late.read_until(has("go\r\n"))
+        await asyncio.sleep(0.3)
+        await late.send("\x03")  # Ctrl-C from the second viewer
+        await asyncio.gather(first.read_to_end(), late.read_to_end())
+    for viewer in (first, late):
+        assert viewer.screen_text.endswith("interrupted\r\n")
+        assert all(isinstance(m, str) for m in viewer.messages)
