@@ -303,7 +303,7 @@ class WaitSink(Protocol):
 
 FAST = 0.01  # check this soon after output or input: a prompt is likely near
 SETTLE = 0.003  # output must have been quiet this long before the event
-WAITING_RECHECK = 0.25  # while announced: has the wait ended by other means?
+WAITING_RECHECK = 0.5  # while announced: has the wait ended by other means?
 # A program quiet (no output, no input) this long is probably asleep or computing:
 # checks slow down to IDLE_MAX_INTERVAL, so a sleeping session costs next to nothing.
 # The price: a read with no prompt after a long quiet spell is seen within 250 ms.

@@ -15,7 +15,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-CPU_TICK = 0.25  # seconds between looks at the CPU time used during a wait
+CPU_TICK = 1.0  # seconds between looks at the CPU time used during a wait
 
 
 class RunClock:
