@@ -107,6 +107,9 @@ class Settings:
     session_ttl: float = setting(
         300.0, "Seconds a finished session is kept for late joins and GET."
     )
+    max_finished_sessions: int = setting(
+        256, "Finished sessions kept at most (the oldest go first, before their TTL)."
+    )
     term_rows: int = setting(24, "Initial terminal height of an execution.")
     term_cols: int = setting(80, "Initial terminal width of an execution.")
     detector_interval_ms: int = setting(
@@ -188,6 +191,7 @@ class Settings:
             "memory_limit_mb",
             "pids_limit",
             "max_sessions_per_ip",
+            "max_finished_sessions",
             "tmpfs_size_mb",
             "tmpfs_inodes",
             "shm_size_mb",

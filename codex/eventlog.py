@@ -81,6 +81,14 @@ class EventLog:
                 return e.seq
         return self.next_seq
 
+    def clear(self) -> None:
+        """Drop every entry (the session expired); readers see the log as closed."""
+        self._entries.clear()
+        self._chars = 0
+        self.first_seq = self.next_seq
+        self.closed = True
+        self._wake()
+
     def since(self, seq: int) -> list[Entry]:
         start = max(seq, self.first_seq) - self.first_seq
         if start >= len(self._entries):

@@ -12,6 +12,7 @@ import codecs
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -553,6 +554,7 @@ class SessionRegistry:
         self.trusted_proxies = parse_networks(settings.trusted_proxies)
         self._sessions: dict[str, Session] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._finished_order: deque[str] = deque()
         runtime.set_headroom(lambda: settings.max_sessions - self.running)
 
     @property
@@ -635,12 +637,22 @@ class SessionRegistry:
     def _finished(self, session: Session) -> None:
         loop = asyncio.get_running_loop()
         loop.call_later(self.settings.session_ttl, self._expire, session.id)
+        # Finished sessions are kept for late joins, but not without bound: beyond
+        # max_finished_sessions the oldest go first.
+        self._finished_order.append(session.id)
+        while len(self._finished_order) > self.settings.max_finished_sessions:
+            self._expire(self._finished_order.popleft())
         if self.cluster is not None:
             state = {"state": session.state, "result": session.result}
             self._spawn(self.cluster.record(session.id, state))
 
     def _expire(self, session_id: str) -> None:
-        self._sessions.pop(session_id, None)
+        session = self._sessions.pop(session_id, None)
+        if session is not None:
+            # The session and its watcher reference each other: free the bulk (its
+            # output) now rather than whenever the cycle collector runs.
+            session.log.clear()
+            session.terminal = TerminalModel(1, 1)
         if self.cluster is not None:
             self._spawn(self.cluster.forget(session_id))
 

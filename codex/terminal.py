@@ -87,13 +87,16 @@ class TerminalModel:
         self._unfed_chars = 0
         self._held = ""
         self._restart = False
+        self._trimmed = False  # chunks were dropped: start over from a clean line
 
     def append(self, text: str) -> None:
-        """Hot path: remember the text, parse nothing."""
+        """Hot path: remember the text, parse nothing (old chunks are just dropped)."""
         self._unfed.append(text)
         self._unfed_chars += len(text)
         if self._unfed_chars > 4 * BACKLOG:
-            self._compact()
+            while len(self._unfed) > 1 and self._unfed_chars - len(self._unfed[0]) >= BACKLOG:
+                self._unfed_chars -= len(self._unfed.pop(0))
+            self._trimmed = True
 
     def _compact(self) -> None:
         text = "".join(self._unfed)[-BACKLOG:]
@@ -106,7 +109,8 @@ class TerminalModel:
         self._restart = True
 
     def sync(self) -> None:
-        if self._unfed_chars > BACKLOG:
+        if self._unfed_chars > BACKLOG or self._trimmed:
+            self._trimmed = False
             self._compact()
         if not self._unfed and not self._restart:
             return

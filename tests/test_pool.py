@@ -100,7 +100,8 @@ async def test_pool_off_starts_cold() -> None:
         assert t.output == "cold\r\n"
 
 
-def _labelled_container(owner: str) -> str:
+def _labelled_container(owner: str, name: str = "") -> str:
+    extra = ["--label", f"org.codex.instance-name={name}"] if name else []
     return subprocess.run(
         [
             "docker",
@@ -112,6 +113,7 @@ def _labelled_container(owner: str) -> str:
             "org.codex.managed=1",
             "--label",
             f"org.codex.owner={owner}",
+            *extra,
             "codex-sandbox:latest",
             "sleep",
             "60",
@@ -158,28 +160,7 @@ async def test_a_named_server_removes_what_its_earlier_run_left() -> None:
 
     boot, _, _, _ = identity().split("/")
     # Left by a run of "web-1" in a PID namespace we cannot see into (a container).
-    leftover = subprocess.run(
-        [
-            "docker",
-            "run",
-            "-d",
-            "--network",
-            "none",
-            "--label",
-            "org.codex.managed=1",
-            "--label",
-            f"org.codex.owner={boot}/4026599998/7/8",
-            "--label",
-            "org.codex.instance-name=web-1",
-            "codex-sandbox:latest",
-            "sleep",
-            "60",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    ).stdout.strip()
+    leftover = _labelled_container(f"{boot}/4026599998/7/8", name="web-1")
     other = _labelled_container(f"{boot}/4026599998/7/8")  # unnamed: not ours to judge
     try:
         async with running_app(pool_size=0, instance_name="web-1"):

@@ -58,3 +58,14 @@ async def test_teaching_policy_refuses_with_the_line() -> None:
         assert resp.body["code"] == "policy_violation" and resp.body["line"] == 2
         ok = await h.request("POST", "/api/execute", {"code": "import math\n"})
         assert ok.status == 201
+
+
+async def test_finished_sessions_are_kept_within_a_bound() -> None:
+    async with running_app(runtime="local", max_finished_sessions=2) as h:
+        ids = []
+        for n in range(3):
+            ids.append(await h.execute(f"print({n})"))
+            await h.wait_finished(ids[-1])
+        assert (await h.request("GET", f"/api/sessions/{ids[0]}")).status == 404
+        for session_id in ids[1:]:
+            assert (await h.request("GET", f"/api/sessions/{session_id}")).status == 200

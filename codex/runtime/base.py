@@ -290,6 +290,14 @@ class ResultScanner:
 
     def feed(self, data: bytes) -> bytes:
         """Bytes to pass on; advances ``state`` and sets ``result`` from records."""
+        if (
+            self._record is None
+            and not self._held
+            and self.result is None
+            and data.find(self._marker) < 0
+            and not self._partial_suffix(data)
+        ):
+            return data  # the common case: no record here, nothing copied
         out = bytearray()
         while data and self.result is None:
             if self._record is not None:
