@@ -94,13 +94,9 @@ if [ -f "$WHEEL_DIR/.stamp" ] && [ "$(cat "$WHEEL_DIR/.stamp")" = "$stamp" ] \
     say "reusing the wheels in deploy/wheels/"
 else
     say "downloading wheels for Python $py_version/$py_machine into deploy/wheels/"
-    platform_args=(--platform "manylinux2014_$py_machine")
-    glibc_minor="${glibc_version#2.}"
-    glibc_minor="${glibc_minor%%.*}"
-    [[ "$glibc_minor" =~ ^[0-9]+$ ]] || glibc_minor=28
-    for ((minor = 17; minor <= glibc_minor; minor++)); do
-        platform_args+=(--platform "manylinux_2_${minor}_${py_machine}")
-    done
+    # shellcheck source=../scripts/wheel-platforms.sh
+    . "$REPO_ROOT/scripts/wheel-platforms.sh"
+    manylinux_platform_args "$py_machine" "$glibc_version"
     tmp="$(mktemp -d "$REPO_ROOT/deploy/wheels.tmp.XXXXXX")"
     trap 'rm -rf "$tmp"' EXIT
     # PIP_CONSTRAINT blanked: a host constraints file pins for the host's Python.

@@ -133,13 +133,9 @@ case "$py_machine" in
     x86_64|aarch64|ppc64le|s390x) ;;
     *) die "unsupported machine '$py_machine' in the base image (expected x86_64 or aarch64)." ;;
 esac
-platform_args=(--platform "manylinux2014_$py_machine")
-glibc_minor="${glibc_version#2.}"
-glibc_minor="${glibc_minor%%.*}"
-[[ "$glibc_minor" =~ ^[0-9]+$ ]] || glibc_minor=28
-for ((minor = 17; minor <= glibc_minor; minor++)); do
-    platform_args+=(--platform "manylinux_2_${minor}_${py_machine}")
-done
+# shellcheck source=../scripts/wheel-platforms.sh
+. "$REPO_ROOT/scripts/wheel-platforms.sh"
+manylinux_platform_args "$py_machine" "$glibc_version"
 
 stamp="python=$py_version machine=$py_machine glibc=$glibc_version packages=${PACKAGES[*]} pip"
 if [ -f "$WHEEL_DIR/.stamp" ] && [ "$(cat "$WHEEL_DIR/.stamp")" = "$stamp" ] \

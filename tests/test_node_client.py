@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import require
 from tests.harness import running_app
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 NODE_DIR = Path(__file__).parent / "node"
 SCRIPT = NODE_DIR / "seed_flow.mjs"
 
@@ -32,11 +31,7 @@ def _node_problem() -> str | None:
 
 
 def _require_node() -> str:
-    problem = _node_problem()
-    if problem is not None:
-        if IN_CI:
-            pytest.fail(f"Node client test cannot run in CI: {problem}")
-        pytest.skip(f"Node: {problem}")
+    require("Node", _node_problem())
     node = shutil.which("node")
     assert node is not None
     return node

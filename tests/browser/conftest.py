@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import require
 from tests.harness import running_app
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = os.environ.get("CODEX_CHROMIUM", "/usr/bin/chromium")
@@ -61,11 +61,7 @@ def _browser_problem() -> str | None:
 
 @pytest.fixture(scope="session")
 def browser_ready() -> None:
-    problem = _browser_problem()
-    if problem is not None:
-        if IN_CI:
-            pytest.fail(f"browser tests cannot run in CI: {problem}")
-        pytest.skip(f"browser: {problem}")
+    require("the browser", _browser_problem())
 
 
 class ServerThread:
