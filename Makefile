@@ -5,13 +5,18 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv docker image node page lint docs clean
+.PHONY: run test bench venv docker image node page lint docs clean
 
 run: venv image page
 	$(PY) -m codex
 
 test: venv image node page
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The benchmarks (not part of make test): one command, a table, JSON in bench/results/.
+bench: venv image
+	$(PY) -m pip install --quiet -r bench/requirements.txt
+	$(PY) -m bench.bench $(BENCH_ARGS)
 
 venv: $(STAMP)
 
