@@ -102,7 +102,6 @@ class Session:
         self.output_bytes = 0
         self.input_bytes = 0
         self.truncated = False
-        self.finished_at: float | None = None
         self._on_finish = on_finish
         self.metrics = metrics or Metrics()
         self._created_mono = time.monotonic()
@@ -509,7 +508,6 @@ class Session:
         self._flush()
         self.waiting = None
         self.state = FINISHED
-        self.finished_at = time.time()
         if status == CANCELLED:
             message = self._cancel_reason
         if message:
