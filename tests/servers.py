@@ -15,6 +15,8 @@ from pathlib import Path
 
 import tornado.httpclient
 
+from tests.harness import Harness
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -78,6 +80,11 @@ class ServerProcess:
         self.proc = proc
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
+
+    @property
+    def harness(self) -> Harness:
+        """HTTP and Socket.IO clients for this server."""
+        return Harness(None, self.base_url)
 
     def kill(self) -> None:
         """Die at once, like a crashed machine would (no cleanup at all)."""

@@ -4,15 +4,16 @@ an instance is heard by its clients, and its sandboxes are reaped by a survivor.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from tests.conftest import require
 from tests.dockerutil import assert_gone_soon, containers_of_soon
-from tests.harness import Harness
-from tests.servers import codex_process, redis_server
+from tests.servers import ServerProcess, codex_process, redis_server
 
 pytestmark = [pytest.mark.docker, pytest.mark.redis, pytest.mark.gen_test(timeout=180)]
 
@@ -22,72 +23,73 @@ def _needs_redis_server() -> None:
     require("redis-server", None if shutil.which("redis-server") else "not installed")
 
 
+@contextlib.asynccontextmanager
+async def two_servers(*flags: str) -> AsyncIterator[tuple[ServerProcess, ServerProcess]]:
+    """A redis-server and two CodeX processes sharing it."""
+    async with redis_server() as url:
+        both = ("--redis-url", url, *flags)
+        async with codex_process(*both) as a, codex_process(*both) as b:
+            yield a, b
+
+
 QUESTION = "name = input('Who? ')\nprint('Hello', name)\n"
 
 
 async def test_a_client_of_one_instance_drives_a_program_on_the_other() -> None:
-    async with redis_server() as url:
-        flags = ("--redis-url", url, "--pool-size", "1")
-        async with codex_process(*flags) as a, codex_process(*flags) as b:
-            on_a, on_b = Harness(None, a.base_url), Harness(None, b.base_url)
-            session_id = await on_b.execute(QUESTION)
-            t = await on_a.follow(session_id, ["Ada"])
-            assert t.output == "Who? Hello Ada\r\n"
-            assert [d["prompt"] for d in t.named("input_required")] == ["Who? "]
-            assert t.events[-1][0] == "execution_complete"
-            assert t.complete["status"] == "ok"
-            # Either instance answers for the session, and a late join replays it.
-            state = await on_a.wait_finished(session_id)
-            assert state["result"]["status"] == "ok" and state["owner"]
-            replay = await on_a.follow(session_id)
-            assert replay.output == t.output
+    async with two_servers("--pool-size", "1") as (a, b):
+        on_a, on_b = a.harness, b.harness
+        session_id = await on_b.execute(QUESTION)
+        t = await on_a.follow(session_id, ["Ada"])
+        assert t.output == "Who? Hello Ada\r\n"
+        assert [d["prompt"] for d in t.named("input_required")] == ["Who? "]
+        assert t.events[-1][0] == "execution_complete"
+        assert t.complete["status"] == "ok"
+        # Either instance answers for the session, and a late join replays it.
+        state = await on_a.wait_finished(session_id)
+        assert state["result"]["status"] == "ok" and state["owner"]
+        replay = await on_a.follow(session_id)
+        assert replay.output == t.output
 
 
 async def test_rate_limits_hold_across_instances() -> None:
-    async with redis_server() as url:
-        flags = ("--redis-url", url, "--rate-limit-execute", "3/minute", "--pool-size", "0")
-        async with codex_process(*flags) as a, codex_process(*flags) as b:
-            on_a, on_b = Harness(None, a.base_url), Harness(None, b.base_url)
-            statuses = []
-            for h in (on_a, on_b, on_a, on_b):
-                resp = await h.request("POST", "/api/execute", {"code": "print(1)"})
-                statuses.append(resp.status)
-            assert statuses == [201, 201, 201, 429]
+    async with two_servers("--rate-limit-execute", "3/minute", "--pool-size", "0") as (a, b):
+        on_a, on_b = a.harness, b.harness
+        statuses = []
+        for h in (on_a, on_b, on_a, on_b):
+            resp = await h.request("POST", "/api/execute", {"code": "print(1)"})
+            statuses.append(resp.status)
+        assert statuses == [201, 201, 201, 429]
 
 
 async def test_an_instance_that_dies_is_heard_of_and_reaped() -> None:
-    async with redis_server() as url:
-        flags = ("--redis-url", url, "--instance-lease", "2", "--pool-size", "0")
-        async with codex_process(*flags) as a, codex_process(*flags) as b:
-            on_a, on_b = Harness(None, a.base_url), Harness(None, b.base_url)
-            session_id = await on_b.execute(QUESTION)
-            assert await containers_of_soon(session_id)
+    async with two_servers("--instance-lease", "2", "--pool-size", "0") as (a, b):
+        on_a, on_b = a.harness, b.harness
+        session_id = await on_b.execute(QUESTION)
+        assert await containers_of_soon(session_id)
 
-            async def kill_owner(event: str, data: Any) -> None:
-                if event == "input_required":
-                    b.kill()  # the owner dies while its program waits
+        async def kill_owner(event: str, data: Any) -> None:
+            if event == "input_required":
+                b.kill()  # the owner dies while its program waits
 
-            t = await on_a.follow(session_id, on_event=kill_owner)
-            assert t.complete["status"] == "internal_error"
-            assert t.named("error")[0]["code"] == "internal_error"
-            # The survivor, sharing the engine, removes the dead instance's sandbox.
-            await assert_gone_soon(session_id, within=15)
-            # And a later join hears the same ending.
-            later = await on_a.follow(session_id)
-            assert later.complete["status"] == "internal_error"
+        t = await on_a.follow(session_id, on_event=kill_owner)
+        assert t.complete["status"] == "internal_error"
+        assert t.named("error")[0]["code"] == "internal_error"
+        # The survivor, sharing the engine, removes the dead instance's sandbox.
+        await assert_gone_soon(session_id, within=15)
+        # And a later join hears the same ending.
+        later = await on_a.follow(session_id)
+        assert later.complete["status"] == "internal_error"
 
 
 async def test_a_terminal_on_one_instance_drives_a_program_on_the_other() -> None:
-    async with redis_server() as url:
-        flags = ("--redis-url", url, "--pool-size", "1")
-        async with codex_process(*flags) as a, codex_process(*flags) as b:
-            on_a, on_b = Harness(None, a.base_url), Harness(None, b.base_url)
-            session_id = await on_b.execute(QUESTION)
-            term = await on_a.terminal(session_id)
-            await term.read_until(lambda c: c.named("input_required"))
-            await term.send("set_size", 30, 100)
-            await term.send("stdin", "Lin\r")
-            await term.read_to_end()
+    async with two_servers("--pool-size", "1") as (a, b):
+        on_a, on_b = a.harness, b.harness
+        session_id = await on_b.execute(QUESTION)
+        term = await on_a.terminal(session_id)
+        await term.read_until(lambda c: c.named("input_required"))
+        await term.send("set_size", 30, 100)
+        await term.send("stdin", "Lin\r")
+        await term.read_to_end()
     assert term.messages[0] == ["setup", {}]
     assert term.screen_text == "Who? Lin\r\nHello Lin\r\n"  # the terminal's echo included
     assert term.named("execution_complete")[0]["status"] == "ok"

@@ -9,7 +9,6 @@ import signal
 import pytest
 
 from tests.dockerutil import assert_gone_soon, containers_of_soon
-from tests.harness import Harness
 from tests.servers import codex_process
 
 pytestmark = [pytest.mark.docker, pytest.mark.gen_test(timeout=120)]
@@ -17,7 +16,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.gen_test(timeout=120)]
 
 async def test_sigterm_drains_then_cancels_with_a_verdict() -> None:
     async with codex_process("--shutdown-grace", "3", "--pool-size", "1") as server:
-        h = Harness(None, server.base_url)
+        h = server.harness
         short = await h.execute("import time\ntime.sleep(1.5)\nprint('finished in time')\n")
         long = await h.execute("import time\ntime.sleep(60)\n")
         for session_id in (short, long):

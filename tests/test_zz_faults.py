@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.dockerutil import assert_gone_soon, containers_of_soon
-from tests.harness import Harness, running_app
+from tests.harness import running_app
 from tests.servers import codex_process
 
 pytestmark = [pytest.mark.docker, pytest.mark.gen_test(timeout=240)]
@@ -68,7 +68,7 @@ async def test_the_engine_restarted_during_a_run() -> None:
 
 async def test_a_killed_server_leaves_nothing_after_its_next_start() -> None:
     async with codex_process("--pool-size", "2") as first:
-        h = Harness(None, first.base_url)
+        h = first.harness
         session_id = await h.execute("import time\ntime.sleep(120)\n")
         assert await containers_of_soon(session_id)
         first.kill()  # no cleanup at all
