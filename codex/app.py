@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 from pathlib import Path
 from typing import Any
 
-import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
 from codex.cluster import Cluster
 from codex.config import Settings
-from codex.http_api import NotFoundHandler, routes
+from codex.errors import HostNotAllowed
+from codex.hosts import host_allowed
+from codex.http_api import JsonHandler, NotFoundHandler, routes
+from codex.http_server import BoundedHTTPServer, raise_fd_limit
 from codex.runtime.base import Runtime
 from codex.sessions import SessionRegistry
 from codex.transport.socketio import SocketIOTransport
@@ -24,6 +27,42 @@ from codex.transport.terminal_ws import routes as terminal_routes
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+
+class HostRefusedHandler(JsonHandler):
+    def prepare(self) -> None:
+        raise HostNotAllowed("This server does not answer to that Host name (see allowed_hosts).")
+
+
+class StaticHandler(tornado.web.StaticFileHandler):
+    """The page's files; a path no file can have is a 404, never a traceback."""
+
+    async def get(self, path: str, include_body: bool = True) -> None:
+        if any(ord(c) < 32 or ord(c) == 127 for c in path):
+            raise tornado.web.HTTPError(404)
+        await super().get(path, include_body)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        code = "not_found" if status_code == 404 else "http_error"
+        self.finish(json.dumps({"error": f"{self._reason}.", "code": code}))
+
+
+class CodexWebApplication(tornado.web.Application):
+    """The route table behind one Host check: every request (HTTP, Socket.IO, both
+    WebSockets, the page) goes through ``find_handler`` first."""
+
+    def __init__(self, registry: SessionRegistry, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.registry = registry
+
+    def find_handler(self, request: Any, **kwargs: Any) -> Any:
+        if not host_allowed(request.headers.get("Host"), self.registry.settings):
+            log.info("refused Host %r from %s", request.headers.get("Host"), request.remote_ip)
+            return self.get_handler_delegate(
+                request, HostRefusedHandler, {"registry": self.registry}
+            )
+        return super().find_handler(request, **kwargs)
 
 
 def make_runtime(settings: Settings) -> Runtime:
@@ -51,12 +90,13 @@ class CodexApp:
             *terminal_routes(self.registry),
             (
                 r"/()",
-                tornado.web.StaticFileHandler,
+                StaticHandler,
                 {"path": str(STATIC_DIR), "default_filename": "index.html"},
             ),
-            (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(STATIC_DIR)}),
+            (r"/static/(.*)", StaticHandler, {"path": str(STATIC_DIR)}),
         ]
-        self.web = tornado.web.Application(
+        self.web = CodexWebApplication(
+            self.registry,
             handlers,
             default_handler_class=NotFoundHandler,
             default_handler_args={"registry": self.registry},
@@ -80,8 +120,15 @@ class CodexApp:
                 asyncio.ensure_future(self._reap_dead_peers(self.cluster)),
             ]
         await self.runtime.startup()
-        self.server = tornado.httpserver.HTTPServer(
-            self.web, xheaders=False, max_body_size=4 * 1024 * 1024
+        raise_fd_limit()
+        self.server = BoundedHTTPServer(
+            self.web,
+            xheaders=False,
+            max_body_size=4 * 1024 * 1024,
+            idle_connection_timeout=self.settings.http_idle_timeout,
+            body_timeout=self.settings.http_body_timeout,
+            max_connections_per_ip=self.settings.max_connections_per_ip,
+            exempt=self.registry.trusted_proxies,
         )
         sockets = tornado.netutil.bind_sockets(self.settings.port, self.settings.host)
         self.server.add_sockets(sockets)

@@ -104,11 +104,29 @@ class Settings:
     max_sessions: int = setting(
         64, "Executions that may run at once; beyond that, 503 with Retry-After."
     )
+    engine_concurrency: int = setting(
+        4,
+        "Container engine operations (a sandbox's create + start + exec, a removal) run "
+        "at once; more wait in one fair queue, a lane per client address served in "
+        "turn, so one address's churn delays mostly itself.",
+    )
+    pool_share_window: float = setting(
+        10.0,
+        "Seconds an address that took a pooled sandbox counts as a recent taker: while "
+        "other addresses use the pool too and at most half of it is ready, a recent "
+        "taker starts cold (through the fair queue), so no address empties the pool "
+        "for everyone (0: no such rule).",
+    )
     session_ttl: float = setting(
         300.0, "Seconds a finished session is kept for late joins and GET."
     )
     max_finished_sessions: int = setting(
         256, "Finished sessions kept at most (the oldest go first, before their TTL)."
+    )
+    finished_memory_mb: int = setting(
+        256,
+        "Memory all finished sessions together may hold for replay and GET, in MiB of "
+        "output (the oldest are forgotten first, before their TTL).",
     )
     term_rows: int = setting(24, "Initial terminal height of an execution.")
     term_cols: int = setting(80, "Initial terminal width of an execution.")
@@ -120,6 +138,22 @@ class Settings:
     max_sessions_per_ip: int = setting(
         16, "Executions one client address may run at once (429 beyond)."
     )
+    max_clients_per_ip: int = setting(
+        32,
+        "Socket.IO connections and terminal WebSockets one client address may hold open "
+        "at once (beyond: refused).",
+    )
+    max_connections_per_ip: int = setting(
+        64,
+        "Open HTTP connections from one peer address (trusted proxies excepted); more "
+        "are closed at once.",
+    )
+    http_idle_timeout: float = setting(
+        10.0,
+        "Seconds an HTTP connection may take to send its request headers, or stay idle "
+        "between requests, before it is closed.",
+    )
+    http_body_timeout: float = setting(30.0, "Seconds an HTTP request may take to send its body.")
     rate_limit_execute: str = setting(
         "60/minute", "Executions one client address may start (a `limits` rate; empty: none)."
     )
@@ -160,6 +194,12 @@ class Settings:
         "Comma-separated browser origins allowed besides the server's own and loopback "
         "(`*` allows any, without credentials).",
     )
+    allowed_hosts: tuple[str, ...] = setting(
+        (),
+        "Comma-separated names a request's Host may be besides loopback names and the "
+        "--host address (`.example.org` also allows its subdomains; `*` allows any). "
+        "The defence against DNS rebinding; ignored by the local runtime.",
+    )
     log_level: str = setting(
         "info", "Logging level.", choices=("debug", "info", "warning", "error")
     )
@@ -176,6 +216,8 @@ class Settings:
             f"must be between 1 and {MAX_CODE_BYTES_CEILING}",
         )
         need(self.pool_size >= 0, "pool_size", "must be 0 or more")
+        need(self.engine_concurrency > 0, "engine_concurrency", "must be positive")
+        need(self.pool_share_window >= 0, "pool_share_window", "must be 0 or more")
         need(self.shutdown_grace >= 0, "shutdown_grace", "must be 0 or more")
         need(
             not self.redis_url or self.redis_url.startswith(("redis://", "rediss://", "unix://")),
@@ -191,7 +233,10 @@ class Settings:
             "memory_limit_mb",
             "pids_limit",
             "max_sessions_per_ip",
+            "max_clients_per_ip",
+            "max_connections_per_ip",
             "max_finished_sessions",
+            "finished_memory_mb",
             "tmpfs_size_mb",
             "tmpfs_inodes",
             "shm_size_mb",
@@ -211,6 +256,8 @@ class Settings:
             "session_ttl",
             "disconnect_grace",
             "instance_lease",
+            "http_idle_timeout",
+            "http_body_timeout",
         ):
             need(getattr(self, name) > 0, name, "must be positive")
         need(self.memory_limit_mb >= 16, "memory_limit_mb", "must be at least 16")

@@ -104,6 +104,11 @@ class NoCapacity(Unavailable):
     retry_after = 2
 
 
+class HostNotAllowed(CodexError):
+    status = 403
+    code = "host_not_allowed"
+
+
 class SandboxError(CodexError):
     """The engine failed while starting or running an execution."""
 
