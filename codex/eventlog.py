@@ -74,6 +74,11 @@ class EventLog:
         self._wake()
         return entry
 
+    @property
+    def retained_chars(self) -> int:
+        """Output chars held now (payloads are small and bounded in number)."""
+        return self._chars + 64 * len(self._entries)
+
     def seq_at(self, chars: int) -> int:
         """The first retained entry whose output ends after ``chars``."""
         for e in self._entries:

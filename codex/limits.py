@@ -18,6 +18,14 @@ from collections.abc import Callable
 CPU_TICK = 1.0  # seconds between looks at the CPU time used during a wait
 
 
+def _nothing() -> None:
+    pass
+
+
+def _no_cpu() -> float | None:
+    return None
+
+
 class RunClock:
     def __init__(
         self,
@@ -80,6 +88,12 @@ class RunClock:
         self._stop_ticker()
         self._since = time.monotonic()
         self._arm(max(0.0, self.limit - self._ran), self._on_timeout)
+
+    def release(self) -> None:
+        """Stopped for good: drop the callbacks (they point back at the session)."""
+        self.stop()
+        self._on_timeout = self._on_abandoned = _nothing
+        self._cpu_seconds = _no_cpu
 
     def stop(self) -> None:
         if self._since is not None:

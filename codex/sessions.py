@@ -12,7 +12,7 @@ import codecs
 import logging
 import secrets
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +36,7 @@ from codex.limits import RunClock
 from codex.metrics import Metrics
 from codex.ratelimit import RateLimiter, client_ip, parse_networks
 from codex.runtime.base import ExecSpec, Execution, ExitInfo, Runtime
-from codex.terminal import TerminalModel
+from codex.terminal import TerminalModel, clamp_size
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ FLUSH_DELAY = 0.02  # output waits at most this long to be coalesced with more
 FLUSH_BURST = 4  # frames per FLUSH_DELAY window that go out at once
 # The controlling client may trail this many chars before the program is paused.
 HIGH_WATER = 256 * 1024
+RESIZE_INTERVAL = 0.05  # seconds between two resizes of one sandbox's terminal
 
 STARTING, RUNNING, FINISHED = "starting", "running", "finished"
 
@@ -90,7 +91,7 @@ class Session:
         self.state = STARTING
         self.created_at = time.time()
         self.client = "local"  # the address it was started from, for per-address caps
-        self.rows, self.cols = settings.term_rows, settings.term_cols
+        self.rows, self.cols = clamp_size(settings.term_rows, settings.term_cols)
         self.terminal = TerminalModel(self.rows, self.cols)
         self.log = EventLog(max_chars=2 * settings.output_limit_bytes + 65536)
         # Clients reading the log, oldest first; the oldest one sets the pace.
@@ -108,6 +109,7 @@ class Session:
         self._first_output_seen = False
         self._execution: Execution | None = None
         self._task: asyncio.Task[None] | None = None
+        self._starting: asyncio.Future[Execution] | None = None  # runtime.start, while it runs
         self._kill_reason: str | None = None
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._pending: list[tuple[str, bool]] = []
@@ -132,6 +134,10 @@ class Session:
         self._tasks: set[asyncio.Task[None]] = set()
         # Each message is written whole and in arrival order.
         self._write_lock = asyncio.Lock()
+        # The terminal size the sandbox has (None until `go`), and the task that
+        # brings it to (rows, cols).
+        self._sized: tuple[int, int] | None = None
+        self._resizer: asyncio.Future[None] | None = None
 
     # -- public API ---------------------------------------------------------------------
 
@@ -184,10 +190,29 @@ class Session:
             await self._execution.write(data)
 
     async def resize(self, rows: int, cols: int) -> None:
+        """Resizes are coalesced: the terminal gets the latest size, at most one engine
+        call per RESIZE_INTERVAL, however many arrive (each is a Docker API call)."""
+        rows, cols = clamp_size(rows, cols)
+        if (rows, cols) == (self.rows, self.cols):
+            return
         self.rows, self.cols = rows, cols
         self.terminal.resize(rows, cols)
-        if self._execution is not None and not self.finished:
-            await self._execution.resize(rows, cols)
+        self._size_changed()
+
+    def _size_changed(self) -> None:
+        # Before `go` the supervisor sets the job's size itself; _watch applies the
+        # latest one after that.
+        if self._sized is not None and (self._resizer is None or self._resizer.done()):
+            self._resizer = asyncio.ensure_future(self._apply_size())
+
+    async def _apply_size(self) -> None:
+        while not self.finished and self._execution is not None:
+            size = (self.rows, self.cols)
+            if size == self._sized:
+                return
+            self._sized = size
+            await self._execution.resize(*size)
+            await asyncio.sleep(RESIZE_INTERVAL)
 
     def cancel(self, why: str | None = None) -> None:
         """Stop the program: verdict `cancelled` (with an error event if `why`)."""
@@ -215,25 +240,37 @@ class Session:
     # -- the run ------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        spec = ExecSpec(code=self.code, rows=self.rows, cols=self.cols, session_id=self.id)
+        spec = ExecSpec(
+            code=self.code, rows=self.rows, cols=self.cols, session_id=self.id, client=self.client
+        )
+        job_size = (spec.rows, spec.cols)
         info = ExitInfo()
         try:
             try:
                 with self.metrics.start_latency.time():
-                    self._execution = await self.runtime.start(spec)
+                    # A task of its own, so that _stop can cancel a start still waiting
+                    # for the engine: a session stopped that early costs no container.
+                    self._starting = asyncio.ensure_future(self.runtime.start(spec))
+                    self._execution = await self._starting
             except CodexError as exc:
                 log.warning("session %s could not start: %s", self.id[:8], exc.message)
                 self._complete(INTERNAL_ERROR, exit_code=None, message=exc.message)
                 return
-            if (self.rows, self.cols) != (spec.rows, spec.cols):  # resized while starting
-                await self._execution.resize(self.rows, self.cols)
+            except asyncio.CancelledError:
+                me = asyncio.current_task()
+                if self._kill_reason is None or (me is not None and me.cancelling()):
+                    raise  # the run itself is cancelled, not just its start
+                self._complete(self._kill_reason, exit_code=None)
+                return
+            finally:
+                self._starting = None
             self.state = RUNNING
             if self._kill_reason is not None:  # cancelled while the container started
                 await self._execution.kill()
             else:
                 self.clock.start()
             self._background(self._deliver_queued_input())
-            detector = asyncio.ensure_future(self._watch(self._execution))
+            detector = asyncio.ensure_future(self._watch(self._execution, job_size))
             try:
                 async for chunk in self._execution.output():
                     self._on_bytes(chunk)
@@ -263,6 +300,28 @@ class Session:
                     await self._execution.close()
                 except Exception:
                     log.exception("session %s: cleanup failed", self.id[:8])
+
+    @property
+    def retained_chars(self) -> int:
+        """What the finished session holds, in chars (its log, its last screen)."""
+        return self.log.retained_chars + self.rows * self.cols
+
+    def release(self) -> None:
+        """The session expired: drop what it holds and break its reference cycles now
+        (the watcher and the clock point back at it), never leaving them to the GC."""
+        self.log.clear()
+        self.terminal.freeze()
+        self.terminal = TerminalModel(1, 1)
+        self.terminal.freeze()
+        for task in (self._task, self._resizer, *self._tasks):
+            if task is not None and not task.done():
+                task.cancel()
+        if self._grace is not None:
+            self._grace.cancel()
+        self._execution = None
+        self.watcher.release()
+        self.clock.release()
+        self._on_finish = None
 
     def _cpu_seconds(self) -> float | None:
         return self._execution.cpu_seconds() if self._execution is not None else None
@@ -303,8 +362,12 @@ class Session:
         follower.delivered = upto
         self._progress.set()
 
-    async def _watch(self, execution: Execution) -> None:
+    async def _watch(self, execution: Execution, job_size: tuple[int, int]) -> None:
         await execution.started()
+        # The supervisor applied the job's size at `go`: a resize that came meanwhile
+        # (the page sends one as soon as its terminal fits) is applied now.
+        self._sized = job_size
+        self._size_changed()
         await self.watcher.run()
 
     async def _deliver_queued_input(self) -> None:
@@ -322,9 +385,12 @@ class Session:
         self._kill_reason = reason
         self._abandoned = abandoned
         self._progress.set()
-        # Still starting: the run kills the container as soon as it exists.
         if self._execution is not None:
             self._background(self._execution.kill())
+        elif self._starting is not None:
+            # Still starting: cancel the start. Waiting for the engine, it creates
+            # nothing; past that, the runtime removes what it made.
+            self._starting.cancel()
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
@@ -528,6 +594,12 @@ class Session:
             "truncated": self.truncated,
         }
         self.log.append(COMPLETE, payload=dict(self.result))
+        # What a finished session keeps is what replay and GET need: its log and the
+        # last screen. The pyte screen, the decoder and pending frames go now.
+        self.terminal.freeze()
+        self._decoder.reset()
+        self._pending, self._pending_chars, self._expect_echo = [], 0, ""
+        self._queued_input = None
         self.metrics.executions.labels(status=status).inc()
         log.info("session %s finished: %s", self.id[:8], status)
         if self._on_finish is not None:
@@ -551,8 +623,12 @@ class SessionRegistry:
         )
         self.trusted_proxies = parse_networks(settings.trusted_proxies)
         self._sessions: dict[str, Session] = {}
+        # Socket.IO connections and terminal WebSockets open now, per client address.
+        self.open_clients: Counter[str] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
         self._finished_order: deque[str] = deque()
+        self._finished_chars: dict[str, int] = {}  # what each finished session holds
+        self._retained = 0  # their sum
         runtime.set_headroom(lambda: settings.max_sessions - self.running)
 
     @property
@@ -592,7 +668,7 @@ class SessionRegistry:
         )
         session.client = client
         if request.rows and request.cols:
-            session.rows, session.cols = request.rows, request.cols
+            session.rows, session.cols = clamp_size(request.rows, request.cols)
             session.terminal.resize(request.rows, request.cols)
         if problem is not None:
             session.finish_without_running(problem)
@@ -636,9 +712,16 @@ class SessionRegistry:
         loop = asyncio.get_running_loop()
         loop.call_later(self.settings.session_ttl, self._expire, session.id)
         # Finished sessions are kept for late joins, but not without bound: beyond
-        # max_finished_sessions the oldest go first.
+        # max_finished_sessions, or beyond the memory budget of all of them, the
+        # oldest go first.
         self._finished_order.append(session.id)
-        while len(self._finished_order) > self.settings.max_finished_sessions:
+        self._finished_chars[session.id] = session.retained_chars
+        self._retained += session.retained_chars
+        budget = self.settings.finished_memory_mb * 1024 * 1024
+        while self._finished_order and (
+            len(self._finished_order) > self.settings.max_finished_sessions
+            or (self._retained > budget and len(self._finished_order) > 1)
+        ):
             self._expire(self._finished_order.popleft())
         if self.cluster is not None:
             state = {"state": session.state, "result": session.result}
@@ -647,10 +730,8 @@ class SessionRegistry:
     def _expire(self, session_id: str) -> None:
         session = self._sessions.pop(session_id, None)
         if session is not None:
-            # The session and its watcher reference each other: free the bulk (its
-            # output) now rather than whenever the cycle collector runs.
-            session.log.clear()
-            session.terminal = TerminalModel(1, 1)
+            self._retained -= self._finished_chars.pop(session_id, 0)
+            session.release()
         if self.cluster is not None:
             self._spawn(self.cluster.forget(session_id))
 

@@ -13,12 +13,19 @@ import json
 import os
 import secrets
 import stat
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from codex.errors import SandboxError
 from codex.runtime.sandbox import CHILD_SOURCE, SUPERVISOR_SOURCE
+
+# Reads smaller than SMALL_READ bytes coming less than BUSY_GAP apart are spaced by
+# COALESCE_DELAY: at most ~500 reads a second for a session printing byte by byte.
+SMALL_READ = 4096
+BUSY_GAP = 0.002
+COALESCE_DELAY = 0.002
 
 RESULT_OSC = b"\x1b]6973;"
 RESULT_END = b"\x07"
@@ -30,6 +37,8 @@ class ExecSpec:
     rows: int
     cols: int
     session_id: str
+    # The client address it runs for: the runtime's fair queue and pool share key.
+    client: str = "local"
 
 
 @dataclass
@@ -108,8 +117,16 @@ class Execution(abc.ABC):
         if self._early:
             early, self._early = self._early, b""
             yield early
+        last = 0.0
         while not self.scanner.done:
             data = await self._recv()
+            now = time.monotonic()
+            if len(data) < SMALL_READ and now - last < BUSY_GAP:
+                # A stream of tiny reads (a program writing a byte at a time): let the
+                # kernel's buffer fill for a moment, so the cost per read is spread
+                # over many bytes. A keystroke's echo after a quiet spell never waits.
+                await asyncio.sleep(COALESCE_DELAY)
+            last = now
             if not data:
                 self._go.set()
                 tail = self.scanner.flush()

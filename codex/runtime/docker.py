@@ -35,6 +35,7 @@ from codex.runtime.base import (
     supervisor_command,
 )
 from codex.runtime.cgroup import CgroupStats
+from codex.runtime.gate import EngineGate
 from codex.runtime.owner import identity, owner_gone
 from codex.runtime.pool import ContainerPool
 from codex.runtime.seccomp import security_opt
@@ -51,6 +52,10 @@ LABEL_CLUSTER = "org.codex.cluster"
 LABEL_NAME = "org.codex.instance-name"
 SANDBOX_PYTHON = "python3"
 READ_SIZE = 65536
+POOL_LANE = "(pool)"  # the engine gate's lane for pool refills (never a client address)
+# Seconds a killed execution's stream may stay open: the engine closes it when the
+# container dies; if it does not, it is shut down so the output loop ends.
+KILL_STREAM_GRACE = 2.0
 
 
 class DockerRuntime(Runtime):
@@ -72,8 +77,12 @@ class DockerRuntime(Runtime):
         self._ready_cache: tuple[float, Readiness] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.unremoved: set[str] = set()  # containers a failed removal left behind
+        # Every create and removal waits here: one fair path to the engine.
+        self.gate = EngineGate(settings.engine_concurrency, unlimited=POOL_LANE)
         self.pool: ContainerPool | None = (
-            ContainerPool(self, settings.pool_size) if settings.pool_size > 0 else None
+            ContainerPool(self, settings.pool_size, settings.pool_share_window)
+            if settings.pool_size > 0
+            else None
         )
 
     # -- plumbing ---------------------------------------------------------------------
@@ -203,24 +212,38 @@ class DockerRuntime(Runtime):
         self._threads.shutdown(wait=False, cancel_futures=True)
 
     async def start(self, spec: ExecSpec) -> Execution:
-        warm = self.pool.take() if self.pool is not None else None
+        """Cancellation-safe: a caller cancelled while its start waits in the engine
+        gate costs no container; one cancelled later leaves nothing behind either."""
+        warm = await self.pool.acquire(spec.client) if self.pool is not None else None
         if warm is not None:
-            await warm.begin(spec)
-            self._spawn(self.call(self._adopt, warm.container_id, spec.session_id))
-            return warm
-        execution = await self.prepare(spec.session_id)
+            warm.client = spec.client  # its removal is this client's engine work
+            execution = warm
+        else:
+            execution = await self.prepare(spec.session_id, spec.client)
         try:
             await execution.begin(spec)
+        except asyncio.CancelledError:
+            self._spawn(execution.close())  # runs to its end whatever happens to us
+            raise
         except BaseException:
             await execution.close()
             raise
+        if warm is not None:
+            self._spawn(self.call(self._adopt, warm.container_id, spec.session_id))
         return execution
 
-    async def prepare(self, session_id: str | None) -> DockerExecution:
-        """A started container with the supervisor ready for a job."""
+    async def prepare(self, session_id: str | None, client: str = POOL_LANE) -> DockerExecution:
+        """A started container with the supervisor ready for a job. Its creation waits
+        for a turn in `client`'s lane of the engine gate."""
         nonce = new_nonce()
+        loop = asyncio.get_running_loop()
         try:
-            container_id, exec_id, stream = await self.call(self._create_exec, session_id, nonce)
+            container_id, exec_id, stream = await self.gate.run(
+                client,
+                lambda: loop.run_in_executor(self._threads, self._create_exec, session_id, nonce),
+                # Cancelled while the engine created it: remove it once it exists.
+                orphan=lambda made: self._discard(client, made[0], made[2]),
+            )
         except docker.errors.ImageNotFound as exc:
             raise RuntimeUnavailable(
                 f"The sandbox image {self.settings.sandbox_image} is missing; build it "
@@ -231,13 +254,36 @@ class DockerRuntime(Runtime):
             raise SandboxError(
                 f"The Docker engine could not start the sandbox: {_short(exc)}"
             ) from exc
-        execution = DockerExecution(self, container_id, exec_id, stream, nonce)
+        execution = DockerExecution(self, container_id, exec_id, stream, nonce, client)
         try:
             await execution.prepare()
+        except asyncio.CancelledError:
+            self._spawn(execution.close())
+            raise
         except BaseException:
             await execution.close()
             raise
         return execution
+
+    async def remove(self, client: str, container_id: str) -> bool:
+        """Remove a container with force, in `client`'s lane of the engine gate; True
+        once it is gone. The removal goes on even if the caller is cancelled."""
+
+        def removal() -> asyncio.Future[bool]:
+            return asyncio.get_running_loop().run_in_executor(
+                self._threads, remove_quietly, self.api(), container_id
+            )
+
+        task = asyncio.ensure_future(self.gate.run(client, removal, later=True))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return await asyncio.shield(task)
+
+    async def _discard(self, client: str, container_id: str, stream: Any) -> None:
+        """Undo a creation nobody waits for any more: close its stream, remove it."""
+        close_stream(stream)
+        if not await self.remove(client, container_id):
+            self.unremoved.add(container_id)
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.ensure_future(work)
@@ -355,9 +401,11 @@ class DockerExecution(Execution):
         exec_id: str,
         stream: Any,
         nonce: str,
+        client: str = POOL_LANE,
     ) -> None:
         super().__init__(nonce)
         self.runtime = runtime
+        self.client = client  # whose lane of the engine gate its removal goes in
         self.container_id = container_id
         self.exec_id = exec_id
         self._stream = stream
@@ -368,7 +416,8 @@ class DockerExecution(Execution):
         self._cpu_at_begin: int | None = None
         self._killed = False
         self._closed = False
-        self._pid_task = asyncio.ensure_future(self._find_pid())
+        self._kill_timer: asyncio.TimerHandle | None = None
+        self._pid_task: asyncio.Task[None] | None = asyncio.ensure_future(self._find_pid())
 
     def root_pid(self) -> int | None:
         return self._pid
@@ -470,22 +519,70 @@ class DockerExecution(Execution):
             await self.runtime.call(self.runtime.api().kill, self.container_id)
         except Exception as exc:
             log.debug("kill %s: %s", self.container_id[:12], _short(exc))
-        self._close_socket()
+            self._shutdown_stream()  # the engine may never close it: end the output now
+            return
+        # The container's death ends the stream (its last bytes are still read); if
+        # the engine does not close it, shut it down so the output loop ends anyway.
+        if not self._closed:
+            loop = asyncio.get_running_loop()
+            self._kill_timer = loop.call_later(KILL_STREAM_GRACE, self._shutdown_stream)
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self._pid_task.cancel()
+        if self._pid_task is not None:
+            # Dropped, not kept: a cancelled task holds its CancelledError, whose
+            # traceback holds the task's frame, which holds this execution (a cycle).
+            self._pid_task.cancel()
+            self._pid_task = None
+        if self._kill_timer is not None:
+            self._kill_timer.cancel()
+            self._kill_timer = None
         self._close_socket()
-        if not await self.runtime.call(remove_quietly, self.runtime.api(), self.container_id):
+        if not await self.runtime.remove(self.client, self.container_id):
             # The engine is away (restarting?): remove it once the engine is back.
             self.runtime.unremoved.add(self.container_id)
 
-    def _close_socket(self) -> None:
+    def _shutdown_stream(self) -> None:
+        """End the stream both ways without closing the fd: a pending read wakes up
+        with end-of-file (closing the fd under a registered reader would not)."""
+        self._kill_timer = None
+        if self._stream is None:
+            return
         try:
-            self.sock.close()
+            self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
+            pass
+
+    def _close_socket(self) -> None:
+        """Release the exec stream now, explicitly: the fd here and its peer in dockerd.
+
+        ``exec_start(socket=True)`` returns the ``SocketIO`` that the HTTP response
+        reads through, with the response attached to it (``_response``), which refers
+        back to it: a cycle only the cyclic GC would free. And ``socket.close()`` alone
+        does not close the fd while that ``SocketIO`` holds a reference (``_io_refs``).
+        So close the stream, the socket and the response, and break the cycle."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            close_stream(stream)
+
+
+def close_stream(stream: Any) -> None:
+    """Close a hijacked exec stream for real (see DockerExecution._close_socket)."""
+    response = getattr(stream, "_response", None)
+    sock = getattr(stream, "_sock", stream)
+    for closer in (stream.close, sock.close, getattr(response, "close", None)):
+        if closer is None:
+            continue
+        try:
+            closer()
+        except Exception as exc:  # closing what is half gone may fail; it is still gone
+            log.debug("closing an exec stream: %s", _short(exc))
+    if response is not None:
+        try:
+            del stream._response  # the response refers back to the stream
+        except AttributeError:
             pass
 
 

@@ -6,6 +6,18 @@ program: container started, supervisor running on its terminal, child interprete
 and waiting for the code. Taking one costs a single write. The pool saves time, never
 isolation. It refills in the background, shrinks so that pool plus running executions
 stay within the global cap, and is emptied when the sandbox image changes.
+
+The pool is shared by every learner, so no one may empty it for everyone. Takes are
+counted per network (a /24, or a /56 for IPv6: see share_group) over the last
+``share_window`` seconds. A network new to the pool always gets one; so does one
+within its share (half the pool) or while more than half the pool is ready.
+Otherwise, and always for the last ready sandbox, it goes to a network only if no
+other network that asked lately has asked less, recently (asks weigh less as they
+age): a burst from one network leaves the rest for the others. Those refused start
+cold, through the engine gate's fair queue. A learner alone on the server is never
+refused. When the pool is empty but refills are on their way, a taker waits for the
+next one (one waiter per refill in flight) rather than add a cold start to the
+engine's queue.
 """
 
 from __future__ import annotations
@@ -13,9 +25,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
+import math
+import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from codex.runtime.gate import share_group
 
 if TYPE_CHECKING:
     from codex.runtime.docker import DockerExecution, DockerRuntime
@@ -24,14 +40,25 @@ log = logging.getLogger(__name__)
 
 RECHECK = 1.0  # seconds between checks of the target when nothing wakes the pool
 RETRY_AFTER_FAILURE = 2.0  # seconds: an engine that cannot create now is not hammered
+MAX_COUNTED_TAKES = 256  # takes counted per network and window
+REMEMBERED_TAKERS = 4096  # addresses whose last take is remembered (oldest forgotten)
 
 
 class ContainerPool:
-    def __init__(self, runtime: DockerRuntime, size: int) -> None:
+    def __init__(self, runtime: DockerRuntime, size: int, share_window: float = 0.0) -> None:
         self.runtime = runtime
         self.size = size
+        self.share_window = share_window
         self.hits = 0
         self.misses = 0
+        self.refused = 0  # takes turned to cold starts by the share rule
+        self.share = max(1, size // 2)  # takes per address per window, when it matters
+        # address -> when it last asked for a sandbox; address -> its recent takes.
+        self._asked: OrderedDict[str, float] = OrderedDict()
+        self._took: dict[str, deque[float]] = {}
+        self._asks: dict[str, deque[float]] = {}  # the same for every ask
+        # Takers waiting for a refill in flight, first come first served.
+        self._waiters: deque[asyncio.Future[DockerExecution | None]] = deque()
         # How many more containers may exist now (the global cap minus running ones).
         self.headroom: Callable[[], int] = lambda: size
         self._ready: deque[DockerExecution] = deque()
@@ -56,19 +83,129 @@ class ContainerPool:
             self._task = None
         for task in self._adds:
             task.cancel()
+        self._trim_waiters(0)
 
-    def take(self) -> DockerExecution | None:
+    def take(self, client: str = "local") -> DockerExecution | None:
         """A prepared sandbox for one execution, or None (start one cold)."""
         self._wake.set()
+        now = time.monotonic()
+        if not self._may_take(client, now):
+            self.refused += 1
+            self.misses += 1
+            return None
+        execution = self._pop_alive()
+        if execution is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._note_take(client, now)
+        return execution
+
+    async def acquire(self, client: str = "local") -> DockerExecution | None:
+        """As take(), but when the pool is empty and refills are on their way, wait
+        for the next one (None: start one cold). Returns at once on a hit."""
+        self._wake.set()
+        now = time.monotonic()
+        if not self._may_take(client, now):
+            self.refused += 1
+            self.misses += 1
+            return None
+        execution = self._pop_alive()
+        if execution is None and len(self._waiters) < self._starting:
+            self._note_take(client, now)  # promised: it counts against the share now
+            execution = await self._wait_for_refill()
+        elif execution is not None:
+            self._note_take(client, now)
+        if execution is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return execution
+
+    def _pop_alive(self) -> DockerExecution | None:
         while self._ready:
             execution = self._ready.popleft()
             if execution.alive():
-                self.hits += 1
                 return execution
             log.warning("pool: a prepared sandbox died while it waited; dropping it")
             self._spawn(execution.close())
-        self.misses += 1
         return None
+
+    async def _wait_for_refill(self) -> DockerExecution | None:
+        waiter: asyncio.Future[DockerExecution | None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                handed = waiter.result()
+                if handed is not None:
+                    self._deliver(handed)  # to the next waiter, or back to the pool
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
+
+    def _deliver(self, execution: DockerExecution) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(execution)
+                return
+        self._ready.append(execution)
+
+    def _trim_waiters(self, keep: int) -> None:
+        """No more waiters than refills in flight: the rest start cold."""
+        while len(self._waiters) > keep:
+            waiter = self._waiters.pop()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _note_take(self, client: str, now: float) -> None:
+        client = share_group(client)
+        takes = self._took.get(client)
+        if takes is None:
+            takes = self._took[client] = deque(maxlen=MAX_COUNTED_TAKES)
+        takes.append(now)
+
+    def _may_take(self, client: str, now: float) -> bool:
+        """The share rule (see the module's docstring); records the ask."""
+        client = share_group(client)
+        window = self.share_window
+        self._asked[client] = now
+        self._asked.move_to_end(client)
+        asks = self._asks.get(client)
+        if asks is None:
+            asks = self._asks[client] = deque(maxlen=MAX_COUNTED_TAKES)
+        asks.append(now)
+        while self._asked and (
+            len(self._asked) > REMEMBERED_TAKERS or next(iter(self._asked.values())) < now - window
+        ):
+            gone, _ = self._asked.popitem(last=False)
+            self._took.pop(gone, None)
+            self._asks.pop(gone, None)
+        if window <= 0:
+            return True
+        takes = self._took.get(client)
+        while takes and takes[0] < now - window:
+            takes.popleft()
+        if not takes or len(self._asked) == 1:
+            return True  # new to the pool, or alone here: nobody to be fair to
+        mine = self._score(client, now)
+        least = min(self._score(g, now) for g in self._asked if g != client)
+        if len(self._ready) <= 1:
+            return mine <= least  # the last one goes to the least served
+        if len(takes) < self.share or len(self._ready) > self.size // 2:
+            return True  # within its share, or plenty left
+        return mine <= least
+
+    def _score(self, group: str, now: float) -> float:
+        """Recent demand (asks, granted or not), each weighing less as it ages (time
+        constant share_window / 5): a learner who ran three programs over the last
+        seconds weighs far less than a burst of thirty in the last second."""
+        takes = self._asks.get(group) or ()
+        tau = self.share_window / 5
+        return sum(math.exp((t - now) / tau) for t in takes if t >= now - self.share_window)
 
     def note_image(self, image_id: str) -> None:
         """The sandbox image's id now; a new one makes every pooled container stale."""
@@ -100,16 +237,18 @@ class ContainerPool:
 
     async def _add(self) -> None:
         try:
-            execution = await self.runtime.prepare(None)
+            execution = await self.runtime.prepare(None)  # in the gate's pool lane
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.warning("pool: could not prepare a sandbox: %s", exc)
+            self._trim_waiters(self._starting - 1)  # its waiter starts cold, now
             await asyncio.sleep(RETRY_AFTER_FAILURE)
         else:
-            self._ready.append(execution)
+            self._deliver(execution)
         finally:
             self._starting -= 1
+            self._trim_waiters(self._starting)  # a failed refill: its waiter goes cold
             self._wake.set()
 
     def _spawn(self, work: Any) -> None:

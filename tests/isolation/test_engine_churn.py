@@ -1,0 +1,214 @@
+"""Engine churn from a few addresses must not starve everyone else (real Docker).
+
+Six "addresses" (X-Forwarded-For from a trusted proxy) create and DELETE executions in
+a burst while a learner at another address runs `print('hi')` and an `input()`
+program. The learner's first output stays close to what it is on a quiet server,
+measured in the same test, and a session cancelled before its start costs no
+container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from codex.runtime.docker import DockerRuntime
+from tests.dockerutil import assert_gone_soon, containers_of
+from tests.harness import Harness, running_app
+
+pytestmark = [pytest.mark.docker, pytest.mark.gen_test(timeout=180)]
+
+ATTACKERS = [f"203.0.113.{k}" for k in range(1, 7)]
+VICTIM = "198.51.100.10"
+BURST = 36  # executions, created and deleted within about a second
+HOLD = "input('x')\n"  # an attacker's program: would hold its container until deleted
+
+
+def settings(**extra: Any) -> dict[str, Any]:
+    return {
+        "trusted_proxies": ("127.0.0.1",),
+        "rate_limit_execute": "",
+        "rate_limit_join": "",
+        "pool_size": 4,
+        **extra,
+    }
+
+
+def as_client(address: str) -> dict[str, str]:
+    return {"X-Forwarded-For": address}
+
+
+def runtime_of(h: Harness) -> DockerRuntime:
+    assert h.app is not None
+    runtime = h.app.runtime
+    assert isinstance(runtime, DockerRuntime) and runtime.pool is not None
+    return runtime
+
+
+def count_creates(runtime: DockerRuntime) -> list[str | None]:
+    """Every container the engine is asked to create, by session id (None: pool)."""
+    created: list[str | None] = []
+    lock = threading.Lock()
+    real = runtime.create_started
+
+    def create_started(session_id: str | None) -> str:
+        with lock:
+            created.append(session_id)
+        return real(session_id)
+
+    runtime.create_started = create_started  # type: ignore[method-assign]
+    return created
+
+
+async def wait_pool_full(h: Harness, timeout: float = 20) -> None:
+    pool = runtime_of(h).pool
+    assert pool is not None
+    deadline = time.monotonic() + timeout
+    while pool.ready < pool.size:
+        assert time.monotonic() < deadline, f"pool has {pool.ready}"
+        await asyncio.sleep(0.05)
+
+
+async def learner(
+    h: Harness, code: str, answers: list[str] | None = None, address: str = VICTIM
+) -> tuple[float, str, str]:
+    """The seed frontend's flow from `address`: (seconds from POST to first output,
+    all output, status)."""
+    first: list[float] = []
+    async with h.client(headers=as_client(address)) as sio:
+        t0 = time.monotonic()
+        resp = await h.request(
+            "POST",
+            "/api/execute",
+            {"code": code, "language": "python"},
+            headers=as_client(address),
+        )
+        assert resp.status == 201, resp
+
+        async def on_event(event: str, data: Any) -> None:
+            if event == "output" and not first:
+                first.append(time.monotonic() - t0)
+
+        t = await h.follow(resp.body["sessionId"], answers, sio=sio, on_event=on_event)
+    assert first, t.events
+    return first[0], t.output, t.complete["status"]
+
+
+async def churn(h: Harness, cancelled: dict[str, str]) -> None:
+    """BURST executions from six addresses, each DELETEd as soon as it exists, spread
+    over about one second."""
+
+    async def one(k: int) -> None:
+        await asyncio.sleep(k / BURST)
+        address = ATTACKERS[k % len(ATTACKERS)]
+        resp = await h.request(
+            "POST", "/api/execute", {"code": HOLD, "language": "python"}, headers=as_client(address)
+        )
+        assert resp.status == 201, resp
+        session_id = resp.body["sessionId"]
+        gone = await h.request("DELETE", f"/api/sessions/{session_id}", headers=as_client(address))
+        assert gone.status == 202, gone
+        cancelled[session_id] = gone.body["state"]
+
+    await asyncio.gather(*(one(k) for k in range(BURST)))
+
+
+async def test_churn_from_six_addresses_does_not_starve_a_learner() -> None:
+    async with running_app(**settings()) as h:
+        runtime = runtime_of(h)
+        await wait_pool_full(h)
+        # The quiet baseline, in this same test: first output of a pool hit.
+        quiet = []
+        for _ in range(3):
+            await wait_pool_full(h)
+            latency, output, status = await learner(h, "print('hi')")
+            assert output == "hi\r\n" and status == "ok"
+            quiet.append(latency)
+        baseline = statistics.median(quiet)
+        await wait_pool_full(h)
+        created = count_creates(runtime)
+
+        cancelled: dict[str, str] = {}
+        attack = asyncio.ensure_future(churn(h, cancelled))
+        await asyncio.sleep(0.3)  # the burst is under way: the pool is under pressure
+        loud: list[float] = []
+        prompt = asyncio.ensure_future(
+            learner(h, "name = input('name? ')\nprint('hello', name)\n", ["ada"])
+        )
+        for _ in range(3):
+            latency, output, status = await learner(h, "print('hi')")
+            assert output == "hi\r\n" and status == "ok", (output, status)
+            loud.append(latency)
+        latency, output, status = await prompt
+        assert "name? " in output and "hello ada" in output and status == "ok", output
+        loud.append(latency)
+        await attack
+
+        bound = max(3 * baseline, 0.5)
+        print(
+            f"\nfirst output: quiet {[round(x, 3) for x in quiet]} s, during churn "
+            f"{[round(x, 3) for x in loud]} s, bound {bound:.3f} s; pool refused "
+            f"{runtime.pool.refused if runtime.pool else 0}, creates {len(created)}"
+        )
+        assert max(loud) <= bound, (loud, baseline)
+
+        # Every attacker session ended cancelled and left no container behind.
+        assert len(cancelled) == BURST
+        for session_id in cancelled:
+            body = await h.wait_finished(session_id)
+            assert body["result"]["status"] == "cancelled", body
+        for session_id in cancelled:
+            await assert_gone_soon(session_id, within=10)
+        # A session still queued for the engine when it was deleted never cost a
+        # container: far fewer were created than were asked for.
+        made_for_attackers = [s for s in created if s in cancelled]
+        assert len(made_for_attackers) < BURST // 2, (len(made_for_attackers), cancelled)
+
+
+async def test_a_session_cancelled_while_queued_creates_no_container() -> None:
+    async with running_app(**settings(pool_size=0, engine_concurrency=2)) as h:
+        runtime = runtime_of_any(h)
+        created = count_creates(runtime)
+        # Hold every slot of the engine gate, so what comes next must queue.
+        release = asyncio.get_running_loop().create_future()
+        blockers = [
+            asyncio.ensure_future(runtime.gate.run("someone", lambda: release))
+            for _ in range(runtime.gate.concurrency)
+        ]
+        await asyncio.sleep(0.05)
+        assert runtime.gate.busy == runtime.gate.concurrency
+        ids = []
+        for k in range(6):
+            address = ATTACKERS[k % 3]
+            resp = await h.request(
+                "POST", "/api/execute", {"code": HOLD}, headers=as_client(address)
+            )
+            assert resp.status == 201, resp
+            ids.append(resp.body["sessionId"])
+        await asyncio.sleep(0.05)
+        assert runtime.gate.waiting == 6
+        for session_id in ids:
+            gone = await h.request("DELETE", f"/api/sessions/{session_id}")
+            assert gone.status == 202 and gone.body["state"] == "starting", gone
+        for session_id in ids:
+            body = await h.wait_finished(session_id)
+            assert body["result"]["status"] == "cancelled", body
+        assert runtime.gate.waiting == 0
+        release.set_result(None)
+        await asyncio.gather(*blockers)
+        await asyncio.sleep(0.2)
+        assert created == []  # the engine was never asked
+        assert all(not containers_of(s) for s in ids)
+        # The engine path still works afterwards.
+        t = await h.run("print('after')")
+        assert t.output == "after\r\n"
+
+
+def runtime_of_any(h: Harness) -> DockerRuntime:
+    assert h.app is not None and isinstance(h.app.runtime, DockerRuntime)
+    return h.app.runtime
