@@ -23,6 +23,7 @@ from codex.errors import (
     BadRequest,
     CodexError,
     PayloadTooLarge,
+    RateLimited,
     SessionNotFound,
     field_error,
     text_field,
@@ -33,10 +34,13 @@ from codex.origins import origin_allowed
 from codex.sessions import FRAME_CHARS, Session, SessionRegistry
 from codex.terminal import valid_size
 from codex.transport.follow import follow, merge_output
+from codex.transport.sio_server import BoundedServer
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[["SocketIOTransport", str, Any], Awaitable[Any]]
+
+MAX_INFLIGHT = 16  # events of one client handled at once
 
 
 @dataclass
@@ -46,6 +50,7 @@ class Client:
     # Sessions this client follows on other instances: session id -> owner instance.
     remote: dict[str, str] = field(default_factory=dict)
     current: str | None = None
+    inflight: int = 0  # events of this client being handled now
 
 
 def _event(fn: Handler) -> Handler:
@@ -54,9 +59,19 @@ def _event(fn: Handler) -> Handler:
     @functools.wraps(fn)
     async def wrapper(self: SocketIOTransport, sid: str, *args: Any) -> Any:
         data = args[0] if args else None
+        client = self.clients.get(sid)
         try:
             if len(args) > 1:
                 raise BadRequest(f"`{fn.__name__[3:]}` takes one argument, not {len(args)}.")
+            if client is not None:
+                # python-socketio runs each event as a task of its own: a client
+                # sending thousands at once must not get thousands of tasks.
+                if client.inflight >= MAX_INFLIGHT:
+                    raise RateLimited(
+                        f"At most {MAX_INFLIGHT} events of one client are handled at once.",
+                        retry_after=1,
+                    )
+                client.inflight += 1
             return await fn(self, sid, data)
         except CodexError as exc:
             log.info("socket.io %s from %s: %s %s", fn.__name__, sid, exc.code, exc.message)
@@ -71,6 +86,9 @@ def _event(fn: Handler) -> Handler:
             body = {"error": "The server failed; the error was logged.", "code": "internal_error"}
             await self.sio.emit("error", body, to=sid)
             return body
+        finally:
+            if client is not None and client.inflight > 0:
+                client.inflight -= 1
 
     return wrapper
 
@@ -81,7 +99,10 @@ class SocketIOTransport:
         settings = registry.settings
         max_message = settings.max_code_bytes + settings.max_stdin_bytes + 16 * 1024
         manager = socketio.AsyncRedisManager(settings.redis_url) if settings.redis_url else None
-        self.sio = socketio.AsyncServer(
+        self.sio = BoundedServer(
+            address=self._address,
+            max_clients_per_ip=settings.max_clients_per_ip,
+            counts=registry.open_clients,
             async_mode="tornado",
             client_manager=manager,
             cors_allowed_origins=self._origin_ok,
@@ -114,15 +135,18 @@ class SocketIOTransport:
 
         return Handler
 
+    def _address(self, environ: dict[str, Any]) -> str:
+        """The client's address: the real peer (see sio_server), through trusted proxies."""
+        return self.registry.client_of(
+            environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR")
+        )
+
     def _origin_ok(self, origin: str | None, environ: dict[str, Any]) -> bool:
         allowed = self.registry.settings.allowed_origins
         return origin_allowed(origin, environ.get("HTTP_HOST"), allowed)
 
     async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        address = self.registry.client_of(
-            environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR")
-        )
-        self.clients[sid] = Client(address=address)
+        self.clients[sid] = Client(address=environ.get("codex.address") or self._address(environ))
 
     async def disconnect(self, sid: str, *args: Any) -> None:
         client = self.clients.pop(sid, None)

@@ -51,6 +51,7 @@ class TerminalHandler(tornado.websocket.WebSocketHandler):
     raw: bool
     session: Session | RemoteSession | None = None
     _task: asyncio.Task[None] | None = None
+    _client: str | None = None  # the address counted in registry.open_clients
 
     def initialize(self, registry: SessionRegistry, raw: bool = False) -> None:
         self.registry = registry
@@ -65,6 +66,7 @@ class TerminalHandler(tornado.websocket.WebSocketHandler):
         )
         session_id = args[0] if args else ""
         try:
+            self._count_client(client)
             await self.registry.admit("join", client)
             try:
                 session: Session | RemoteSession = self.registry.get(session_id)
@@ -194,9 +196,25 @@ class TerminalHandler(tornado.websocket.WebSocketHandler):
         if not isinstance(session, Session) or not session.finished:
             await session.write(data)
 
+    def _count_client(self, client: str) -> None:
+        """One budget of open clients per address, shared with Socket.IO."""
+        counts, cap = self.registry.open_clients, self.registry.settings.max_clients_per_ip
+        if counts[client] >= cap:
+            raise RateLimited(
+                f"At most {cap} connections are allowed from one address.", retry_after=5
+            )
+        counts[client] += 1
+        self._client = client
+
     def on_close(self) -> None:
         if self._task is not None:
             self._task.cancel()
+        if self._client is not None:
+            counts = self.registry.open_clients
+            counts[self._client] -= 1
+            if counts[self._client] <= 0:
+                del counts[self._client]
+            self._client = None
 
 
 def terminal_messages(entries: list[Entry]) -> list[list[Any]]:
