@@ -381,6 +381,7 @@ class TerminalModel:
     def _restart(self) -> None:
         assert self._screen is not None
         self._screen.reset()
+        _dispose(self._stream)
         self._stream = pyte.Stream(self._screen)
 
     # -- what callers read ----------------------------------------------------------------
@@ -394,13 +395,15 @@ class TerminalModel:
         # The screen is behind: the cursor's line on a one-line screen of this width.
         started = time.perf_counter()
         line = _Screen(self.cols, 1)
+        stream = pyte.Stream(line)
         try:
-            pyte.Stream(line).feed(sanitize(self._line[-LINE_KEEP:]))
+            stream.feed(sanitize(self._line[-LINE_KEEP:]))
+            return _cursor_line(line)[-limit:]
         except Exception:
             return ""
         finally:
+            _dispose(stream, line)
             self.budget.spend(time.perf_counter() - started)
-        return _cursor_line(line)[-limit:]
 
     def snapshot(self) -> dict[str, Any]:
         """What the screen shows; cached, and at most SNAPSHOT_MAX_AGE old."""
@@ -434,10 +437,24 @@ class TerminalModel:
         self.budget.tokens = max(self.budget.tokens, budget)
         self.sync()
         self._snapshot = self._render()
+        _dispose(self._stream, self._screen)
         self._screen = None
         self._stream = None  # type: ignore[assignment]
         self._unfed, self._ready, self._held, self._line = [], "", "", ""
         self._unfed_chars = 0
+
+
+def _dispose(stream: pyte.Stream | None, screen: pyte.Screen | None = None) -> None:
+    """Break pyte's reference cycles (the stream's parser generator holds the stream;
+    the screen's buffer factory holds the screen), so both are freed now rather than
+    by the cyclic garbage collector."""
+    if stream is not None:
+        parser = getattr(stream, "_parser", None)
+        if parser is not None:
+            parser.close()
+        stream.__dict__.clear()
+    if screen is not None:
+        screen.__dict__.clear()
 
 
 def _tail(text: str, size: int) -> str:
