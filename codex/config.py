@@ -92,7 +92,12 @@ class Settings:
         "`unconfined` (never in production).",
         choices=("codex", "docker-default", "unconfined"),
     )
-    sandbox_user: str = setting("1000:1000", "uid:gid programs run as (never 0).")
+    sandbox_uid_base: int = setting(
+        1_900_000_000,
+        "Lowest uid sandboxes run as: each live sandbox gets a uid (and gid) of its own "
+        "from a block of 4096 this server picks at random within 2^24 of it, so no two "
+        "share per-uid kernel limits and none is a host user.",
+    )
     output_limit_bytes: int = setting(
         1024 * 1024, "Bytes of output an execution may produce before it is stopped."
     )
@@ -224,8 +229,11 @@ class Settings:
             "redis_url",
             "must be a redis:// or rediss:// URL",
         )
-        uid = self.sandbox_user.split(":")[0]
-        need(uid.isdigit() and int(uid) != 0, "sandbox_user", "must be a numeric, non-root uid")
+        need(
+            65536 <= self.sandbox_uid_base <= 2**31 - 2**24,
+            "sandbox_uid_base",
+            "must be between 65536 and 2130706432 (above host users, below 2^31)",
+        )
         for name in (
             "max_stdin_bytes",
             "max_input_bytes",

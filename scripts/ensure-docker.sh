@@ -33,6 +33,14 @@ docker_answers() {
     timeout 10 docker info >/dev/null 2>&1
 }
 
+# Ptys are counted host-wide, not per container: with the default kernel.pty.max
+# (4096) one sandbox could take them all. Make room for every sandbox at its own
+# limits (pids x nofile, about 16 Ki each); the server checks this again at start.
+if [ "$(id -u)" -eq 0 ] && [ -w /proc/sys/kernel/pty/max ] \
+        && [ "$(cat /proc/sys/kernel/pty/max)" -lt 1048576 ]; then
+    echo 1048576 > /proc/sys/kernel/pty/max && log "kernel.pty.max set to 1048576"
+fi
+
 if docker_answers; then
     exit 0
 fi

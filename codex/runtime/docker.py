@@ -39,6 +39,7 @@ from codex.runtime.gate import EngineGate
 from codex.runtime.owner import identity, owner_gone
 from codex.runtime.pool import ContainerPool
 from codex.runtime.seccomp import security_opt
+from codex.runtime.uids import UidAllocator
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ LABEL_SESSION = "org.codex.session"
 LABEL_OWNER = "org.codex.owner"
 LABEL_CLUSTER = "org.codex.cluster"
 LABEL_NAME = "org.codex.instance-name"
+LABEL_UID = "org.codex.uid"
 SANDBOX_PYTHON = "python3"
 READ_SIZE = 65536
 POOL_LANE = "(pool)"  # the engine gate's lane for pool refills (never a client address)
@@ -77,6 +79,8 @@ class DockerRuntime(Runtime):
         self._ready_cache: tuple[float, Readiness] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.unremoved: set[str] = set()  # containers a failed removal left behind
+        self.uids = UidAllocator(settings.sandbox_uid_base)
+        self._uid_of: dict[str, int] = {}  # container id -> the uid it runs as
         # Every create and removal waits here: one fair path to the engine.
         self.gate = EngineGate(settings.engine_concurrency, unlimited=POOL_LANE)
         self.pool: ContainerPool | None = (
@@ -141,7 +145,7 @@ class DockerRuntime(Runtime):
         from codex.input_detect import proc_detector_available
 
         for container_id in list(self.unremoved):  # the engine is back: finish the job
-            if remove_quietly(api, container_id):
+            if self.remove_now(container_id):
                 self.unremoved.discard(container_id)
         detector = "proc" if proc_detector_available() else "heuristic"
         return Readiness(True, detector=detector, extra={"image": image["Id"]})
@@ -154,6 +158,14 @@ class DockerRuntime(Runtime):
             return
         if removed:
             log.info("removed %d container(s) left by a previous run", removed)
+        try:
+            in_use = await self.call(self._uids_in_use)
+        except Exception as exc:
+            log.warning("could not list the uids of other servers' sandboxes: %s", _short(exc))
+        else:
+            # Another server on this engine may have drawn the same block.
+            self.uids = UidAllocator(self.settings.sandbox_uid_base, in_use)
+        ensure_pty_room(self.settings)
         if self.pool is not None:
             await self.readiness()  # records the image the pooled containers come from
             self.pool.start()
@@ -166,6 +178,11 @@ class DockerRuntime(Runtime):
         if self.pool is None:
             return (0, 0, 0)
         return (self.pool.ready, self.pool.hits, self.pool.misses)
+
+    def _uids_in_use(self) -> list[int]:
+        found = self.api().containers(all=True, filters={"label": LABEL_MANAGED})
+        uids = [c.get("Labels", {}).get(LABEL_UID, "") for c in found]
+        return [int(u) for u in uids if u.isdigit()]
 
     def sweep(self, instance: str | None = None) -> int:
         """Remove one instance's containers, or (None) those whose server is gone."""
@@ -271,7 +288,7 @@ class DockerRuntime(Runtime):
 
         def removal() -> asyncio.Future[bool]:
             return asyncio.get_running_loop().run_in_executor(
-                self._threads, remove_quietly, self.api(), container_id
+                self._threads, self.remove_now, container_id
             )
 
         task = asyncio.ensure_future(self.gate.run(client, removal, later=True))
@@ -290,7 +307,7 @@ class DockerRuntime(Runtime):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def container_config(self, session_id: str | None) -> dict[str, Any]:
+    def container_config(self, session_id: str | None, uid: int) -> dict[str, Any]:
         """Every container's hardening; docs/security.md explains each line."""
         s = self.settings
         api = self.api()
@@ -318,7 +335,12 @@ class DockerRuntime(Runtime):
             ipc_mode="private",
             shm_size=f"{s.shm_size_mb}m",
         )
-        labels = {LABEL_MANAGED: "1", LABEL_INSTANCE: self.instance, LABEL_OWNER: self.owner}
+        labels = {
+            LABEL_MANAGED: "1",
+            LABEL_INSTANCE: self.instance,
+            LABEL_OWNER: self.owner,
+            LABEL_UID: str(uid),
+        }
         if self.cluster_label:
             labels[LABEL_CLUSTER] = self.cluster_label
         if self.settings.instance_name:
@@ -328,7 +350,7 @@ class DockerRuntime(Runtime):
         return {
             "image": s.sandbox_image,
             "command": ["sleep", "infinity"],
-            "user": s.sandbox_user,
+            "user": f"{uid}:{uid}",  # its own: see codex/runtime/uids.py
             "hostname": "sandbox",
             "working_dir": "/tmp",
             "environment": {"HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"},
@@ -342,20 +364,35 @@ class DockerRuntime(Runtime):
     def create_started(self, session_id: str | None) -> str:
         """A new container, running its idle process; removed again if start fails."""
         api = self.api()
-        container_id: str = api.create_container(**self.container_config(session_id))["Id"]
+        uid = self.uids.take()
+        try:
+            container_id: str = api.create_container(**self.container_config(session_id, uid))["Id"]
+        except BaseException:
+            self.uids.release(uid)
+            raise
+        self._uid_of[container_id] = uid
         try:
             api.start(container_id)
         except BaseException:
-            remove_quietly(api, container_id)
+            self.remove_now(container_id)
             raise
         return container_id
+
+    def remove_now(self, container_id: str) -> bool:
+        """Remove a container with force (in this thread) and free its uid once gone."""
+        gone = remove_quietly(self.api(), container_id)
+        if gone:
+            uid = self._uid_of.pop(container_id, None)
+            if uid is not None:
+                self.uids.release(uid)
+        return gone
 
     def _create_exec(self, session_id: str | None, nonce: str) -> tuple[str, str, Any]:
         container_id = self.create_started(session_id)
         try:
             exec_id, stream = self._exec(container_id, nonce)
         except BaseException:
-            remove_quietly(self.api(), container_id)
+            self.remove_now(container_id)
             raise
         return container_id, exec_id, stream
 
@@ -387,6 +424,43 @@ class DockerRuntime(Runtime):
         if not isinstance(getattr(raw, "_sock", raw), socket.socket):
             raise SandboxError("the Docker engine's exec stream is not a socket")
         return exec_id, raw
+
+
+PTY_MAX = "/proc/sys/kernel/pty/max"
+PTY_RESERVE = "/proc/sys/kernel/pty/reserve"
+PTY_KERNEL_LIMIT = 1 << 20  # NR_UNIX98_PTY_MAX
+
+
+def ensure_pty_room(settings: Settings) -> None:
+    """Ptys are counted host-wide (kernel.pty.max), not per container: one sandbox
+    can open pids_limit x nofile_limit of them before its own limits stop it, so the
+    kernel must allow that for every sandbox at once. Raise the limit when we may
+    (root on the host), warn when we cannot."""
+    per_sandbox = settings.pids_limit * settings.nofile_limit
+    try:
+        with open(PTY_RESERVE) as f:
+            reserve = int(f.read())
+        with open(PTY_MAX) as f:
+            current = int(f.read())
+    except (OSError, ValueError):
+        return  # not Linux, or /proc hidden: nothing to say
+    wanted = min(
+        PTY_KERNEL_LIMIT, reserve + (settings.max_sessions + settings.pool_size) * per_sandbox
+    )
+    if current >= wanted:
+        return
+    try:
+        with open(PTY_MAX, "w") as f:
+            f.write(str(wanted))
+        log.info("raised kernel.pty.max from %d to %d (room for every sandbox)", current, wanted)
+    except OSError:
+        log.warning(
+            "kernel.pty.max is %d: one sandbox may open %d ptys and leave none for the "
+            "others; set kernel.pty.max=%d (scripts/ensure-docker.sh does, as root)",
+            current,
+            per_sandbox,
+            wanted,
+        )
 
 
 def container_name(session_id: str) -> str:

@@ -322,7 +322,9 @@ def check_writable(res: Result) -> None:
 
 def check_privileges(res: Result) -> None:
     r = res.r
-    assert r["Uid"].split() == ["1000"] * 4, r
+    uid = int(r["Uid"].split()[0])
+    assert r["Uid"].split() == [str(uid)] * 4, r
+    assert uid >= res.settings.sandbox_uid_base, r  # a sandbox uid, no host user's
     for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
         assert int(r[cap], 16) == 0, (cap, r[cap])
     assert r["NoNewPrivs"] == "1", r
@@ -377,7 +379,7 @@ def check_sockets(res: Result) -> None:
 def check_recon(res: Result) -> None:
     r = res.r
     assert r["hostname"] == "sandbox", r
-    assert r["uid"] == 1000 and r["gid"] == 1000, r
+    assert r["uid"] == r["gid"] >= res.settings.sandbox_uid_base, r
     assert r["pid1"].split("\0")[0].endswith("init"), r  # docker-init as PID 1
     assert r["root_ro"] is True, r
     tmp = r["tmp"]
