@@ -1118,7 +1118,7 @@ CASES: list[Case] = [
         "write_system_paths",
         "create files in every system directory; open /etc/passwd, cgroup and /proc/sys "
         "files for writing (never writing)",
-        "read-only root filesystem, uid 1000, read-only /proc/sys and cgroup mounts",
+        "read-only root filesystem, a sandbox uid of its own, read-only /proc/sys and cgroup mounts",
         prog(
             "creates = ['/probe', '/etc/probe', '/usr/probe', '/usr/local/bin/probe', '/bin/probe',"
             " '/root/probe', '/home/probe', '/var/tmp/probe', '/var/probe', '/opt/probe', '/run/probe',"
@@ -1142,7 +1142,7 @@ CASES: list[Case] = [
         "setuid_capabilities",
         "become root: setuid/setgid/setgroups/chown, setuid-root binaries (mount), "
         "inspect capabilities",
-        "uid 1000, all capabilities dropped (bounding set too), no-new-privileges, seccomp",
+        "a sandbox uid of its own, all capabilities dropped (bounding set too), no-new-privileges, seccomp",
         prog(
             "import subprocess\nst = {}\nfor line in open('/proc/self/status'):\n"
             "    k, _, v = line.partition(':')\n    st[k] = v.strip()\n"
@@ -1221,7 +1221,7 @@ CASES: list[Case] = [
         "sysrq_and_kernel_files",
         "open /proc/sysrq-trigger, /dev/mem, /dev/kmsg, /proc/kcore and friends for "
         "writing (never writing)",
-        "uid 1000, read-only /proc/sys and sysrq-trigger, no devices: every open refused",
+        "a sandbox uid of its own, read-only /proc/sys and sysrq-trigger, no devices: every open refused",
         prog(
             "res = {}\nfor p in ('/proc/sysrq-trigger', '/proc/sys/kernel/sysrq', '/proc/kcore',"
             " '/dev/mem', '/dev/kmem', '/dev/port', '/dev/kmsg', '/proc/sys/kernel/modprobe',"
@@ -1327,7 +1327,7 @@ CASES: list[Case] = [
     Case(
         "sandbox_recon",
         "map the sandbox: hostname, ids, PID 1, mounts, interfaces, visible processes",
-        "the container's shape: hostname sandbox, uid 1000, docker-init PID 1, read-only "
+        "the container's shape: hostname sandbox, a sandbox uid of its own, docker-init PID 1, read-only "
         "root, nosuid/nodev /tmp, no host mounts, only lo, own PID namespace",
         prog(
             "import socket\nres = {'hostname': socket.gethostname(), 'uid': os.getuid(), 'gid': os.getgid()}\n"
