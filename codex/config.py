@@ -110,10 +110,11 @@ class Settings:
         64, "Executions that may run at once; beyond that, 503 with Retry-After."
     )
     engine_concurrency: int = setting(
-        4,
+        2,
         "Container engine operations (a sandbox's create + start + exec, a removal) run "
-        "at once; more wait in one fair queue, a lane per client address served in "
-        "turn, so one address's churn delays mostly itself.",
+        "at once (about one per core: each is CPU-bound in the engine); more wait in one "
+        "fair queue, a lane per client network served in turn, pool refills first, so "
+        "one network's churn delays mostly itself.",
     )
     pool_share_window: float = setting(
         10.0,

@@ -186,9 +186,15 @@ class EngineGate:
             ]
             if not lanes:
                 return
-            # The lane served least recently (never served: first); ties go to the
-            # lane that queued first (dicts keep insertion order).
-            key = min(lanes, key=lambda k: self._served.get(k, 0))
+            # Pool refills go first: a ready sandbox serves whoever comes next, which
+            # the pool's share rule hands out fairly. Then the lane served least
+            # recently (never served: first); ties go to the lane that queued first
+            # (dicts keep insertion order).
+            key = (
+                self.unlimited
+                if self.unlimited in lanes
+                else min(lanes, key=lambda k: self._served.get(k, 0))
+            )
             lane = self._lanes[key]
             waiter = lane.popleft()
             if not lane:

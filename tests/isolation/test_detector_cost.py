@@ -112,5 +112,7 @@ async def test_threads_parked_in_select_do_not_slow_the_server() -> None:
         f"{[round(x * 1000) for x in quiet]} / {[round(x * 1000) for x in attacked]}"
     )
     assert share < 0.25, share
-    assert during <= 3 * base + 0.1, (quiet, attacked)
-    assert max(attacked) <= 3 * max(quiet) + 0.3, (quiet, attacked)
+    # Wide margins for a shared machine (before the bound: 30x); bench/hostile.py
+    # measures the 3x target.
+    assert during <= 3 * base + 0.5, (quiet, attacked)
+    assert max(attacked) <= 3 * max(quiet) + 1.0, (quiet, attacked)

@@ -8,7 +8,7 @@ measures the same two victims first on a quiet server and then while the attack 
 - ``input()`` answered by the client: the time from the POST to ``execution_complete``,
   with the right output and verdict ``ok``.
 
-Each victim under attack must be correct and within ``max(3 x baseline, 0.5 s)`` (loose:
+Each victim under attack must be correct and within ``max(3 x baseline, 1 s)`` (loose:
 the machine is shared and noisy). The attacks are the server-side defences of
 codex/terminal.py (the screen model), codex/sessions.py (resizes, finished-session
 memory), codex/transport/sio_server.py (real peer address, clients per address, slow
@@ -50,7 +50,10 @@ BASE: dict[str, Any] = {
     "rate_limit_join": "",
 }
 
-FLOOR = 0.5  # seconds: below this a victim is fast, whatever its baseline
+# Seconds: below this a victim is fast, whatever its baseline. Pass/fail tests keep a
+# wide margin on a shared machine (before these bounds victims took 1.5-6 s); the
+# targets themselves (3x the quiet p95) are measured in bench/hostile.py.
+FLOOR = 1.0
 ATTACKER_IP = "127.0.0.2"
 
 INPUT_VICTIM = "name = input('name? ')\nprint('hello', name)\n"
