@@ -40,6 +40,12 @@ if [ "$(id -u)" -eq 0 ] && [ -w /proc/sys/kernel/pty/max ] \
         && [ "$(cat /proc/sys/kernel/pty/max)" -lt 1048576 ]; then
     echo 1048576 > /proc/sys/kernel/pty/max && log "kernel.pty.max set to 1048576"
 fi
+# Linux AIO events (fs.aio-max-nr, 65536 by default) are host-wide too; a sandbox's
+# are charged to its memory (64 bytes each), so room for 128 sandboxes of 256 MiB.
+if [ "$(id -u)" -eq 0 ] && [ -w /proc/sys/fs/aio-max-nr ] \
+        && [ "$(cat /proc/sys/fs/aio-max-nr)" -lt 1073741824 ]; then
+    echo 1073741824 > /proc/sys/fs/aio-max-nr && log "fs.aio-max-nr set to 1073741824"
+fi
 
 if docker_answers; then
     exit 0

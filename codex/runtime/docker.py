@@ -166,6 +166,7 @@ class DockerRuntime(Runtime):
             # Another server on this engine may have drawn the same block.
             self.uids = UidAllocator(self.settings.sandbox_uid_base, in_use)
         ensure_pty_room(self.settings)
+        ensure_aio_room(self.settings)
         if self.pool is not None:
             await self.readiness()  # records the image the pooled containers come from
             self.pool.start()
@@ -353,7 +354,14 @@ class DockerRuntime(Runtime):
             "user": f"{uid}:{uid}",  # its own: see codex/runtime/uids.py
             "hostname": "sandbox",
             "working_dir": "/tmp",
-            "environment": {"HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"},
+            # The uid has no passwd entry: USER and LOGNAME answer getpass.getuser().
+            "environment": {
+                "HOME": "/tmp",
+                "USER": "sandbox",
+                "LOGNAME": "sandbox",
+                "LANG": "C.UTF-8",
+                "PYTHONIOENCODING": "utf-8",
+            },
             "labels": labels,
             "name": container_name(session_id) if session_id else None,
             "network_disabled": True,
@@ -432,11 +440,12 @@ PTY_KERNEL_LIMIT = 1 << 20  # NR_UNIX98_PTY_MAX
 
 
 def ensure_pty_room(settings: Settings) -> None:
-    """Ptys are counted host-wide (kernel.pty.max), not per container: one sandbox
-    can open pids_limit x nofile_limit of them before its own limits stop it, so the
-    kernel must allow that for every sandbox at once. Raise the limit when we may
-    (root on the host), warn when we cannot."""
-    per_sandbox = settings.pids_limit * settings.nofile_limit
+    """Ptys are counted host-wide (kernel.pty.max), not per container: a sandbox's
+    processes (pids_limit, less docker-init and the idle sleep) may each hold
+    nofile_limit of them, and its uid about as many again in flight in unix sockets
+    (measured: 60 processes held 15 060), so the kernel must allow that for every
+    sandbox at once. Raise the limit when we may (root on the host), warn when not."""
+    per_sandbox = (settings.pids_limit - 1) * settings.nofile_limit
     try:
         with open(PTY_RESERVE) as f:
             reserve = int(f.read())
@@ -444,9 +453,15 @@ def ensure_pty_room(settings: Settings) -> None:
             current = int(f.read())
     except (OSError, ValueError):
         return  # not Linux, or /proc hidden: nothing to say
-    wanted = min(
-        PTY_KERNEL_LIMIT, reserve + (settings.max_sessions + settings.pool_size) * per_sandbox
-    )
+    needed = reserve + settings.max_sessions * per_sandbox
+    wanted = min(PTY_KERNEL_LIMIT, needed)
+    if needed > PTY_KERNEL_LIMIT:
+        log.warning(
+            "max_sessions x %d ptys per sandbox exceeds what the kernel can count (%d): "
+            "lower pids_limit or nofile_limit so one sandbox cannot starve the others",
+            per_sandbox,
+            PTY_KERNEL_LIMIT,
+        )
     if current >= wanted:
         return
     try:
@@ -459,6 +474,39 @@ def ensure_pty_room(settings: Settings) -> None:
             "others; set kernel.pty.max=%d (scripts/ensure-docker.sh does, as root)",
             current,
             per_sandbox,
+            wanted,
+        )
+
+
+AIO_MAX = "/proc/sys/fs/aio-max-nr"
+AIO_HOST_SHARE = 65536  # the kernel's default, left for the host's own programs
+AIO_BYTES_PER_EVENT = 32  # measured: 64 bytes of the container's memory per event
+
+
+def ensure_aio_room(settings: Settings) -> None:
+    """Linux AIO events (io_setup) are counted host-wide (fs.aio-max-nr, 65536 by
+    default): one sandbox took them all, for the host too. Their ring is charged to
+    the sandbox's memory cgroup (64 bytes an event), so its memory limit bounds one
+    sandbox; make the host limit fit every sandbox at that bound, and the host's own."""
+    wanted = AIO_HOST_SHARE + settings.max_sessions * (
+        (settings.memory_limit_mb << 20) // AIO_BYTES_PER_EVENT
+    )
+    try:
+        with open(AIO_MAX) as f:
+            current = int(f.read())
+    except (OSError, ValueError):
+        return
+    if current >= wanted:
+        return
+    try:
+        with open(AIO_MAX, "w") as f:
+            f.write(str(wanted))
+        log.info("raised fs.aio-max-nr from %d to %d (room for every sandbox)", current, wanted)
+    except OSError:
+        log.warning(
+            "fs.aio-max-nr is %d: one sandbox may take every AIO event of the host; "
+            "set fs.aio-max-nr=%d (scripts/ensure-docker.sh does, as root)",
+            current,
             wanted,
         )
 
