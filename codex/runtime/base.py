@@ -22,10 +22,11 @@ from codex.errors import SandboxError
 from codex.runtime.sandbox import CHILD_SOURCE, SUPERVISOR_SOURCE
 
 # Reads smaller than SMALL_READ bytes coming less than BUSY_GAP apart are spaced by
-# COALESCE_DELAY: at most ~500 reads a second for a session printing byte by byte.
+# COALESCE_DELAY: at most ~100 reads a second for a session printing byte by byte
+# (each read costs the server a few hundred microseconds, whatever its size).
 SMALL_READ = 4096
 BUSY_GAP = 0.002
-COALESCE_DELAY = 0.002
+COALESCE_DELAY = 0.01
 
 RESULT_OSC = b"\x1b]6973;"
 RESULT_END = b"\x07"
@@ -121,12 +122,14 @@ class Execution(abc.ABC):
         while not self.scanner.done:
             data = await self._recv()
             now = time.monotonic()
-            if len(data) < SMALL_READ and now - last < BUSY_GAP:
+            if data and len(data) < SMALL_READ and now - last < BUSY_GAP:
                 # A stream of tiny reads (a program writing a byte at a time): let the
                 # kernel's buffer fill for a moment, so the cost per read is spread
                 # over many bytes. A keystroke's echo after a quiet spell never waits.
                 await asyncio.sleep(COALESCE_DELAY)
-            last = now
+            # Measured after the pause: the next read, if the stream is still busy,
+            # returns at once and is spaced again.
+            last = time.monotonic()
             if not data:
                 self._go.set()
                 tail = self.scanner.flush()
