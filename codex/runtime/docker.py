@@ -232,12 +232,16 @@ class DockerRuntime(Runtime):
     async def start(self, spec: ExecSpec) -> Execution:
         """Cancellation-safe: a caller cancelled while its start waits in the engine
         gate costs no container; one cancelled later leaves nothing behind either."""
+        refused = self.pool.refused if self.pool is not None else 0
         warm = await self.pool.acquire(spec.client) if self.pool is not None else None
         if warm is not None:
             warm.client = spec.client  # its removal is this client's engine work
             execution = warm
         else:
-            execution = await self.prepare(spec.session_id, spec.client)
+            # A network the pool's share rule turned away is taking more than others:
+            # its cold start waits behind refills and everyone else's starts.
+            heavy = self.pool is not None and self.pool.refused > refused
+            execution = await self.prepare(spec.session_id, spec.client, later=heavy)
         try:
             await execution.begin(spec)
         except asyncio.CancelledError:
@@ -250,9 +254,12 @@ class DockerRuntime(Runtime):
             self._spawn(self.call(self._adopt, warm.container_id, spec.session_id))
         return execution
 
-    async def prepare(self, session_id: str | None, client: str = POOL_LANE) -> DockerExecution:
+    async def prepare(
+        self, session_id: str | None, client: str = POOL_LANE, *, later: bool = False
+    ) -> DockerExecution:
         """A started container with the supervisor ready for a job. Its creation waits
-        for a turn in `client`'s lane of the engine gate."""
+        for a turn in `client`'s lane of the engine gate (``later``: behind every
+        other start, see EngineGate.run)."""
         nonce = new_nonce()
         loop = asyncio.get_running_loop()
         try:
@@ -261,6 +268,7 @@ class DockerRuntime(Runtime):
                 lambda: loop.run_in_executor(self._threads, self._create_exec, session_id, nonce),
                 # Cancelled while the engine created it: remove it once it exists.
                 orphan=lambda made: self._discard(client, made[0], made[2]),
+                later=later,
             )
         except docker.errors.ImageNotFound as exc:
             raise RuntimeUnavailable(
