@@ -53,7 +53,8 @@ class RemoteSession:
     async def write(self, data: bytes) -> None:
         await self.send_command("write", data=data.decode("utf-8", "replace"))
 
-    async def resize(self, rows: int, cols: int) -> None:
+    async def resize(self, rows: int, cols: int, *, wait: bool = False) -> None:
+        # `wait` is the owner's business: a relayed resize is applied there.
         await self.send_command("resize", rows=rows, cols=cols)
 
 

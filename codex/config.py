@@ -110,9 +110,9 @@ class Settings:
         64, "Executions that may run at once; beyond that, 503 with Retry-After."
     )
     engine_concurrency: int = setting(
-        2,
+        4,
         "Container engine operations (a sandbox's create + start + exec, a removal) run "
-        "at once (about one per core: each is CPU-bound in the engine); more wait in one "
+        "at once (a lane holds at most half); more wait in one "
         "fair queue, a lane per client network served in turn, pool refills first, so "
         "one network's churn delays mostly itself.",
     )

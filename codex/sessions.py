@@ -138,6 +138,9 @@ class Session:
         # brings it to (rows, cols).
         self._sized: tuple[int, int] | None = None
         self._resizer: asyncio.Future[None] | None = None
+        # Resizes asked for and resizes applied, counted, for resize(wait=True).
+        self._size_gen = self._applied_gen = 0
+        self._size_applied = asyncio.Event()
 
     # -- public API ---------------------------------------------------------------------
 
@@ -189,15 +192,21 @@ class Session:
         async with self._write_lock:
             await self._execution.write(data)
 
-    async def resize(self, rows: int, cols: int) -> None:
+    async def resize(self, rows: int, cols: int, *, wait: bool = False) -> None:
         """Resizes are coalesced: the terminal gets the latest size, at most one engine
-        call per RESIZE_INTERVAL, however many arrive (each is a Docker API call)."""
+        call per RESIZE_INTERVAL, however many arrive (each is a Docker API call).
+        ``wait``: return once this size (or a later one) reached the program's
+        terminal, if the program is running (an acknowledgement means it is there)."""
         rows, cols = clamp_size(rows, cols)
         if (rows, cols) == (self.rows, self.cols):
             return
         self.rows, self.cols = rows, cols
+        self._size_gen += 1
+        mine = self._size_gen
         self.terminal.resize(rows, cols)
         self._size_changed()
+        while wait and self._applied_gen < mine and self._resizer and not self._resizer.done():
+            await self._size_applied.wait()
 
     def _size_changed(self) -> None:
         # Before `go` the supervisor sets the job's size itself; _watch applies the
@@ -206,13 +215,23 @@ class Session:
             self._resizer = asyncio.ensure_future(self._apply_size())
 
     async def _apply_size(self) -> None:
-        while not self.finished and self._execution is not None:
-            size = (self.rows, self.cols)
-            if size == self._sized:
-                return
-            self._sized = size
-            await self._execution.resize(*size)
-            await asyncio.sleep(RESIZE_INTERVAL)
+        try:
+            while not self.finished and self._execution is not None:
+                size, gen = (self.rows, self.cols), self._size_gen
+                if size == self._sized:
+                    self._applied(gen)
+                    return
+                self._sized = size
+                await self._execution.resize(*size)
+                self._applied(gen)
+                await asyncio.sleep(RESIZE_INTERVAL)
+        finally:
+            self._applied(self._size_gen)  # nobody waits for a resizer that is gone
+
+    def _applied(self, gen: int) -> None:
+        self._applied_gen = max(self._applied_gen, gen)
+        done, self._size_applied = self._size_applied, asyncio.Event()
+        done.set()
 
     def cancel(self, why: str | None = None) -> None:
         """Stop the program: verdict `cancelled` (with an error event if `why`)."""

@@ -300,7 +300,9 @@ class DockerRuntime(Runtime):
                 self._threads, self.remove_now, container_id
             )
 
-        task = asyncio.ensure_future(self.gate.run(client, removal, later=True))
+        # A removal is as urgent as a start: a session's container must be gone
+        # within 2 s of its end (the program is killed at once, not through here).
+        task = asyncio.ensure_future(self.gate.run(client, removal))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return await asyncio.shield(task)

@@ -89,10 +89,10 @@ class EngineGate:
         runs: the operation goes on to its end (the slot with it), and its result, if
         it has one, goes to ``orphan`` (a coroutine it returns is run to its end).
 
-        ``later`` operations (removals, whose program is already killed; cold starts
-        of a network the pool found taking more than others) wait behind every other
-        start and never take the last slot, unless LATER_BACKLOG of them queue: a
-        learner's start never waits for someone else's cleanup or churn.
+        ``later`` operations (cold starts of a network the pool found taking more
+        than others) wait behind every other operation and never take the last slot,
+        unless LATER_BACKLOG of them queue: a learner's start never waits for
+        someone else's churn.
         """
         key = LATER + share_group(key) if later else share_group(key)
         await self._turn(key)

@@ -222,7 +222,7 @@ class SocketIOTransport:
             raise BadRequest("`resize` takes an object {rows, cols}.")
         rows, cols = valid_size(data.get("rows"), data.get("cols"))
         session = self._target(sid, data)
-        await session.resize(rows, cols)
+        await session.resize(rows, cols, wait=True)
         return {"sessionId": session.id}
 
     @_event
