@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from typing import Any
 import aiohttp
 import socketio
 
-from bench.serverproc import BENCH_ENV, LOOPBACK, ROOT, free_port
+from bench.serverproc import BENCH_ENV, LOOPBACK, ROOT, _stop, free_port
 
 # The server with its cyclic collector off from the first line.
 LAUNCH = (
@@ -177,13 +176,7 @@ def main() -> int:
         wait_quiet(base, 30)
         after = measure(proc.pid)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        _stop(proc)
     print(f"sessions: {args.sessions} requested, {elapsed:.1f} s, failures {len(failures)}")
     for name in ("fds", "rss_kb", "dockerd_fds"):
         b, a = before[name], after[name]

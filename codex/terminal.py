@@ -91,7 +91,8 @@ def _combining_class() -> str:
     return "".join(f"\\U{a:08x}-\\U{b:08x}" if a != b else f"\\U{a:08x}" for a, b in ranges)
 
 
-_COMBINING_RUN = re.compile(f"([{_combining_class()}]{{{MAX_COMBINING}}})[{_combining_class()}]+")
+_COMBINING = _combining_class()
+_COMBINING_RUN = re.compile(f"([{_COMBINING}]{{{MAX_COMBINING}}})[{_COMBINING}]+")
 
 
 def valid_size(rows: object, cols: object) -> tuple[int, int]:

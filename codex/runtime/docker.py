@@ -36,6 +36,7 @@ from codex.runtime.base import (
 )
 from codex.runtime.cgroup import CgroupStats
 from codex.runtime.gate import EngineGate
+from codex.runtime.host_limits import ensure_aio_room, ensure_pty_room
 from codex.runtime.owner import identity, owner_gone
 from codex.runtime.pool import ContainerPool
 from codex.runtime.seccomp import security_opt
@@ -442,83 +443,6 @@ class DockerRuntime(Runtime):
         if not isinstance(getattr(raw, "_sock", raw), socket.socket):
             raise SandboxError("the Docker engine's exec stream is not a socket")
         return exec_id, raw
-
-
-PTY_MAX = "/proc/sys/kernel/pty/max"
-PTY_RESERVE = "/proc/sys/kernel/pty/reserve"
-PTY_KERNEL_LIMIT = 1 << 20  # NR_UNIX98_PTY_MAX
-
-
-def ensure_pty_room(settings: Settings) -> None:
-    """Ptys are counted host-wide (kernel.pty.max), not per container: a sandbox's
-    processes (pids_limit, less docker-init and the idle sleep) may each hold
-    nofile_limit of them, and its uid about as many again in flight in unix sockets
-    (measured: 60 processes held 15 060), so the kernel must allow that for every
-    sandbox at once. Raise the limit when we may (root on the host), warn when not."""
-    per_sandbox = (settings.pids_limit - 1) * settings.nofile_limit
-    try:
-        with open(PTY_RESERVE) as f:
-            reserve = int(f.read())
-        with open(PTY_MAX) as f:
-            current = int(f.read())
-    except (OSError, ValueError):
-        return  # not Linux, or /proc hidden: nothing to say
-    needed = reserve + settings.max_sessions * per_sandbox
-    wanted = min(PTY_KERNEL_LIMIT, needed)
-    if needed > PTY_KERNEL_LIMIT:
-        log.warning(
-            "max_sessions x %d ptys per sandbox exceeds what the kernel can count (%d): "
-            "lower pids_limit or nofile_limit so one sandbox cannot starve the others",
-            per_sandbox,
-            PTY_KERNEL_LIMIT,
-        )
-    if current >= wanted:
-        return
-    try:
-        with open(PTY_MAX, "w") as f:
-            f.write(str(wanted))
-        log.info("raised kernel.pty.max from %d to %d (room for every sandbox)", current, wanted)
-    except OSError:
-        log.warning(
-            "kernel.pty.max is %d: one sandbox may open %d ptys and leave none for the "
-            "others; set kernel.pty.max=%d (scripts/ensure-docker.sh does, as root)",
-            current,
-            per_sandbox,
-            wanted,
-        )
-
-
-AIO_MAX = "/proc/sys/fs/aio-max-nr"
-AIO_HOST_SHARE = 65536  # the kernel's default, left for the host's own programs
-AIO_BYTES_PER_EVENT = 32  # measured: 64 bytes of the container's memory per event
-
-
-def ensure_aio_room(settings: Settings) -> None:
-    """Linux AIO events (io_setup) are counted host-wide (fs.aio-max-nr, 65536 by
-    default): one sandbox took them all, for the host too. Their ring is charged to
-    the sandbox's memory cgroup (64 bytes an event), so its memory limit bounds one
-    sandbox; make the host limit fit every sandbox at that bound, and the host's own."""
-    wanted = AIO_HOST_SHARE + settings.max_sessions * (
-        (settings.memory_limit_mb << 20) // AIO_BYTES_PER_EVENT
-    )
-    try:
-        with open(AIO_MAX) as f:
-            current = int(f.read())
-    except (OSError, ValueError):
-        return
-    if current >= wanted:
-        return
-    try:
-        with open(AIO_MAX, "w") as f:
-            f.write(str(wanted))
-        log.info("raised fs.aio-max-nr from %d to %d (room for every sandbox)", current, wanted)
-    except OSError:
-        log.warning(
-            "fs.aio-max-nr is %d: one sandbox may take every AIO event of the host; "
-            "set fs.aio-max-nr=%d (scripts/ensure-docker.sh does, as root)",
-            current,
-            wanted,
-        )
 
 
 def container_name(session_id: str) -> str:

@@ -87,39 +87,42 @@ class ContainerPool:
 
     def take(self, client: str = "local") -> DockerExecution | None:
         """A prepared sandbox for one execution, or None (start one cold)."""
-        self._wake.set()
-        now = time.monotonic()
-        if not self._may_take(client, now):
-            self.refused += 1
-            self.misses += 1
-            return None
+        now = self._ask(client)
+        if now is None:
+            return self._counted(None)
         execution = self._pop_alive()
-        if execution is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        self._note_take(client, now)
-        return execution
+        if execution is not None:
+            self._note_take(client, now)
+        return self._counted(execution)
 
     async def acquire(self, client: str = "local") -> DockerExecution | None:
         """As take(), but when the pool is empty and refills are on their way, wait
         for the next one (None: start one cold). Returns at once on a hit."""
+        now = self._ask(client)
+        if now is None:
+            return self._counted(None)
+        execution = self._pop_alive()
+        if execution is not None or len(self._waiters) < self._starting:
+            # A hit, or a refill promised: either counts against the share now.
+            self._note_take(client, now)
+        if execution is None and len(self._waiters) < self._starting:
+            execution = await self._wait_for_refill()
+        return self._counted(execution)
+
+    def _ask(self, client: str) -> float | None:
+        """The time of this ask, or None when the share rule turns it away."""
         self._wake.set()
         now = time.monotonic()
-        if not self._may_take(client, now):
-            self.refused += 1
-            self.misses += 1
-            return None
-        execution = self._pop_alive()
-        if execution is None and len(self._waiters) < self._starting:
-            self._note_take(client, now)  # promised: it counts against the share now
-            execution = await self._wait_for_refill()
-        elif execution is not None:
-            self._note_take(client, now)
+        if self._may_take(client, now):
+            return now
+        self.refused += 1
+        return None
+
+    def _counted(self, execution: DockerExecution | None) -> DockerExecution | None:
         if execution is None:
             self.misses += 1
-            return None
-        self.hits += 1
+        else:
+            self.hits += 1
         return execution
 
     def _pop_alive(self) -> DockerExecution | None:
