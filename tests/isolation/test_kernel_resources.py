@@ -175,11 +175,12 @@ async def test_a_sandbox_opening_every_pty_it_can_leaves_room_for_others() -> No
         session_id, cm, lines = await start_attacker(h, PTY_HOG, "holding")
         text = "".join(lines)
         counts = [int(line.split()[0]) for line in text.splitlines() if line[:1].isdigit()]
+        # Each process stops at its own descriptor limit (EMFILE), never at the
+        # host's pty count (ENOSPC, which is what starved the others before).
         assert counts and all(
-            "Too many open files" in line or "No space" in line
-            for line in text.splitlines()
-            if line[:1].isdigit()
+            "Too many open files" in line for line in text.splitlines() if line[:1].isdigit()
         ), text
+        print(f"\nptys held by one sandbox: {sum(counts)} in {len(counts)} processes")
         try:
             # Four sessions started meanwhile all get their terminal and run.
             results = await asyncio.gather(*(victims(h) for _ in range(4)))
