@@ -63,6 +63,23 @@ class CgroupStats:
             return None
         return cls(memory, cpu, unified=False)
 
+    @classmethod
+    def of_container(cls, container_id: str) -> CgroupStats | None:
+        """The same, found from the container's id (the engine's usual layouts: the
+        cgroupfs driver's ``docker/<id>``, systemd's ``docker-<id>.scope``), for when
+        the supervisor's PID was never learned (the program was killed first)."""
+        for rel in (f"docker/{container_id}", f"system.slice/docker-{container_id}.scope"):
+            if (ROOT / rel / "memory.events").exists():
+                return cls(ROOT / rel, ROOT / rel, unified=True)
+            memory = ROOT / "memory" / rel
+            cpu = next(
+                (p for p in (ROOT / "cpu,cpuacct" / rel, ROOT / "cpuacct" / rel) if p.exists()),
+                None,
+            )
+            if memory.exists() or cpu is not None:
+                return cls(memory if memory.exists() else None, cpu, unified=False)
+        return None
+
     def oom_kills(self) -> int | None:
         if self.memory is None:
             return None
