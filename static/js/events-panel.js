@@ -1,0 +1,216 @@
+/* events-panel.js: the Event API panel, driven the way the existing frontend drives the
+ * event API (socket.io-client 4): POST /api/execute, then emit("join"); answers go as
+ * emit("input"). Owns the Socket.IO connection (and joining again after a reconnect),
+ * the plain-text transcript (batched, trimmed, escape sequences stripped) and the answer
+ * box. The run's lifecycle and status line are the shared run controller's. */
+import { ANSI, BASE } from "./api.js";
+import { makeRunController } from "./run-controller.js";
+
+const TRANSCRIPT_LIMIT = 200000; // characters the event-API transcript keeps
+
+export function makeEventsPanel(editor, ui) {
+  let socket = null;
+  let dropped = false;
+  const run = makeRunController(editor, ui, {
+    busy(busy) {
+      ui.input.disabled = !busy;
+      ui.send.disabled = !busy;
+      if (!busy) {
+        ui.input.placeholder = "answer when the program asks";
+        ui.input.type = "text";
+      }
+    },
+    waiting(prompt) {
+      ui.input.type = state.password ? "password" : "text";
+      ui.input.placeholder = prompt.trim() ? `answer to “${prompt.trim()}”` : "your answer";
+    },
+    detach(previous) {
+      if (previous) socket.emit("leave", { sessionId: previous });
+    },
+    reset: () => clearTranscript(),
+    begin(token, sessionId) {
+      run.running();
+      // POST, then join: output printed before the join is replayed.
+      socket.emit("join", { sessionId });
+    },
+    finished: (result, text) => appendMeta("execution_complete", text, false),
+  });
+  const state = run.state;
+  const transcript = ui.transcript;
+
+  // Output is appended in batches (one layout per batch, not one per event) and the
+  // transcript keeps its last TRANSCRIPT_LIMIT characters.
+  let pending = "";
+  let flushTimer = null;
+  let kept = 0;
+
+  function nearBottom() {
+    return transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight < 40;
+  }
+
+  function flush() {
+    clearTimeout(flushTimer);
+    flushTimer = null;
+    if (!pending) return;
+    const text = pending;
+    pending = "";
+    const stick = nearBottom();
+    const last = transcript.lastChild;
+    if (last && last.nodeType === Node.TEXT_NODE) last.appendData(text);
+    else transcript.append(document.createTextNode(text));
+    kept += text.length;
+    trim();
+    if (stick) transcript.scrollTop = transcript.scrollHeight;
+  }
+
+  function trim() {
+    if (kept <= TRANSCRIPT_LIMIT) return;
+    let excess = kept - Math.floor(TRANSCRIPT_LIMIT * 0.8);
+    let node = transcript.firstChild;
+    if (node && node.nodeType === Node.ELEMENT_NODE && node.classList.contains("trimmed")) {
+      node = node.nextSibling;
+    }
+    while (excess > 0 && node) {
+      const length = node.textContent.length;
+      if (node.nodeType === Node.TEXT_NODE && length > excess) {
+        node.deleteData(0, excess);
+        kept -= excess;
+        break;
+      }
+      const next = node.nextSibling;
+      node.remove();
+      kept -= length;
+      excess -= length;
+      node = next;
+    }
+    if (!transcript.querySelector(".trimmed")) {
+      const notice = document.createElement("span");
+      notice.className = "meta trimmed";
+      notice.textContent = "… earlier output trimmed";
+      transcript.prepend(notice);
+    }
+  }
+
+  function clearTranscript() {
+    clearTimeout(flushTimer);
+    flushTimer = null;
+    pending = "";
+    kept = 0;
+    transcript.textContent = "";
+  }
+
+  function append(node) {
+    flush();
+    const stick = nearBottom();
+    transcript.append(node);
+    kept += node.textContent.length;
+    if (stick) transcript.scrollTop = transcript.scrollHeight;
+  }
+
+  function appendOutput(text) {
+    const clean = text.replace(ANSI, "").replace(/\r\n/g, "\n").replace(/\r/g, "");
+    if (!clean) return;
+    pending += clean;
+    if (!flushTimer) flushTimer = setTimeout(flush, 40);
+  }
+
+  function endsWithNewline() {
+    flush();
+    const last = transcript.lastChild;
+    if (!last) return true;
+    if (last.nodeType === Node.ELEMENT_NODE && last.classList.contains("meta")) return true;
+    return last.textContent.endsWith("\n");
+  }
+
+  function appendAnswer(text, hidden) {
+    const mark = document.createElement("span");
+    mark.className = "answer";
+    mark.textContent = hidden ? "•".repeat(Math.min(text.length, 12)) : text;
+    if (hidden) mark.setAttribute("aria-label", "hidden answer");
+    append(mark);
+    append(document.createTextNode("\n"));
+  }
+
+  function appendMeta(event, text, isError) {
+    if (!endsWithNewline()) append(document.createTextNode("\n"));
+    const meta = document.createElement("span");
+    meta.className = "meta" + (isError ? " error" : "");
+    const name = document.createElement("b");
+    name.textContent = event;
+    meta.append(name, document.createTextNode(` ${text}`));
+    append(meta);
+  }
+
+  function mine(data) {
+    return !data || !data.sessionId || data.sessionId === state.sessionId;
+  }
+
+  function connect() {
+    const path = new URL("socket.io/", BASE).pathname;
+    socket = window.io({ path });
+    socket.on("connect", () => {
+      ui.conn.dataset.state = "connected";
+      ui.conn.textContent = "connected";
+      if (dropped && state.busy && state.sessionId) {
+        // A join replays the whole output: start the transcript over.
+        clearTranscript();
+        appendMeta("reconnected", "joining again; the output is replayed", false);
+        socket.emit("join", { sessionId: state.sessionId });
+      }
+      dropped = false;
+    });
+    socket.on("disconnect", () => {
+      dropped = true;
+      ui.conn.dataset.state = "disconnected";
+      ui.conn.textContent = "disconnected";
+    });
+    socket.on("connect_error", () => {
+      ui.conn.dataset.state = "disconnected";
+      ui.conn.textContent = "cannot connect";
+    });
+    socket.on("output", (data) => {
+      if (!mine(data) || !state.sessionId) return;
+      if (data && typeof data.output === "string") {
+        appendOutput(data.output);
+        run.output(data.output);
+      }
+    });
+    socket.on("input_required", (data) => {
+      if (!mine(data) || !state.busy) return;
+      run.inputRequired(data);
+      // Take focus, unless the learner is typing in the terminal.
+      if (!ui.terminal.contains(document.activeElement)) ui.input.focus();
+    });
+    socket.on("error", (data) => {
+      if (!mine(data) || !state.sessionId) return;
+      const err = data || {};
+      if (!run.error(err)) {
+        appendMeta("error", `${err.code}: ${err.error}`, true);
+        return;
+      }
+      appendMeta("error", `${err.code || "error"}: ${err.error || ""}`, true);
+      if (err.code === "syntax_error" && err.line) {
+        editor.markError(err.line, err.offset, err.error || "Syntax error", err.code);
+      }
+    });
+    socket.on("execution_complete", (data) => {
+      if (!mine(data) || !state.busy) return;
+      run.finish(data || {});
+    });
+  }
+
+  function submit(e) {
+    e.preventDefault();
+    if (!state.busy) return;
+    const text = ui.input.value;
+    socket.emit("input", { input: text, sessionId: state.sessionId });
+    // The server adds the newline and the event API never echoes the answer: show it once.
+    appendAnswer(text, state.password);
+    ui.input.value = "";
+    run.answered();
+  }
+
+  connect();
+  ui.form.addEventListener("submit", submit);
+  return { start: run.start, stop: run.stop, state };
+}

@@ -1,0 +1,109 @@
+/* main.js: the page's entry point (loaded as a module after the deferred vendor
+ * scripts). Owns the server readiness badge (/readyz), the banner for missing vendor
+ * libraries, building the editor and both panels, wiring the buttons and the global
+ * Ctrl/Cmd+Enter, and the window.codex hooks for tests and debugging. */
+import { apiUrl } from "./api.js";
+import { $, openLink, showBanner } from "./dom.js";
+import { makeEditor } from "./editor.js";
+import { makeEventsPanel } from "./events-panel.js";
+import { makeTerminal, makeTerminalRunner } from "./terminal-panel.js";
+
+async function checkServer() {
+  const el = $("#server");
+  try {
+    const resp = await fetch(apiUrl("readyz"));
+    const body = await resp.json();
+    el.dataset.state = body.ready ? "ready" : "down";
+    el.textContent = body.ready ? `ready · ${body.runtime || "runtime"}` : "not ready";
+    if (!body.ready && body.reason) el.title = body.reason;
+  } catch (err) {
+    el.dataset.state = "down";
+    el.textContent = "unreachable";
+  }
+}
+
+function main() {
+  const missing = [];
+  if (typeof window.Terminal !== "function") missing.push("@xterm/xterm");
+  if (!window.FitAddon) missing.push("@xterm/addon-fit");
+  if (typeof window.io !== "function") missing.push("socket.io-client");
+  if (typeof window.CodeMirror !== "function") missing.push("codemirror");
+  if (missing.length) {
+    showBanner(
+      `The page's libraries are missing from <code>static/vendor/</code> (${missing.join(", ")}). ` +
+        "Run <code>make page</code> (it runs <code>npm ci</code> and copies them), then reload."
+    );
+  }
+
+  const ui = {
+    run: $("#run"),
+    stop: $("#stop"),
+    status: $("#status"),
+    terminal: $("#terminal"),
+    eventsPanel: $(".events-panel"),
+  };
+  const eventsUi = {
+    run: $("#events-run"),
+    stop: $("#events-stop"),
+    status: $("#events-status"),
+    transcript: $("#events-transcript"),
+    input: $("#events-input"),
+    send: $("#events-send"),
+    form: $("#events-form"),
+    conn: $("#events-conn"),
+    terminal: ui.terminal,
+  };
+
+  let runner = null;
+  let events = null;
+  const editor = makeEditor(() => runner && runner.start());
+
+  if (typeof window.Terminal === "function" && window.FitAddon) {
+    const { term, refit } = makeTerminal(ui.terminal);
+    runner = makeTerminalRunner(editor, term, ui);
+    ui.run.addEventListener("click", () => runner.start());
+    ui.stop.addEventListener("click", () => runner.stop());
+    window.codex = {
+      term,
+      editor,
+      runner,
+      refit,
+      openLink,
+      /** The terminal's text, row by row, trailing blanks trimmed (for tests and debugging). */
+      terminalText() {
+        const buf = term.buffer.active;
+        const rows = [];
+        for (let i = 0; i < buf.length; i++) rows.push(buf.getLine(i).translateToString(true));
+        return rows.join("\n").replace(/\n+$/, "");
+      },
+    };
+  } else {
+    ui.run.disabled = true;
+  }
+  if (typeof window.io === "function") {
+    events = makeEventsPanel(editor, eventsUi);
+    eventsUi.run.addEventListener("click", () => events.start());
+    eventsUi.stop.addEventListener("click", () => events.stop());
+    if (window.codex) window.codex.events = events;
+  } else {
+    eventsUi.run.disabled = true;
+  }
+
+  // Ctrl/Cmd+Enter runs from anywhere: in the event-API panel through that panel.
+  document.addEventListener("keydown", (e) => {
+    if (e.defaultPrevented || e.key !== "Enter" || !(e.ctrlKey || e.metaKey) || e.altKey) return;
+    e.preventDefault();
+    if (eventsUi.form.closest(".events-panel").contains(e.target)) {
+      if (events) events.start();
+    } else if (runner) {
+      runner.start();
+    }
+  });
+
+  new ResizeObserver(() => editor.refresh()).observe($("#editor"));
+  checkServer();
+  document.body.dataset.ready = "true";
+}
+
+if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", main);
+else main();
