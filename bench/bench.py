@@ -340,14 +340,15 @@ async def metrics_text(base: str) -> str | None:
 
 def pool_counters(text: str | None) -> dict[str, float]:
     """Pool hit/miss counters from a Prometheus text exposition, whatever their exact
-    names (any sample whose name mentions pool and hit or miss)."""
+    names (any sample whose name mentions pool and hit or miss; not the counters'
+    ``_created`` timestamps)."""
     out: dict[str, float] = {}
     for line in (text or "").splitlines():
         if line.startswith("#") or "pool" not in line.lower():
             continue
         name, _, value = line.rpartition(" ")
         low = name.lower()
-        if "hit" in low or "miss" in low:
+        if ("hit" in low or "miss" in low) and not low.endswith("_created"):
             with contextlib.suppress(ValueError):
                 out[name] = float(value)
     return out

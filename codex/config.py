@@ -346,14 +346,21 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Every flag's argparse default is None (so that "not given" lets the environment
+    # through): the help states the real default itself, not argparse's.
     parser = argparse.ArgumentParser(
         prog="python -m codex",
         description="CodeX: run untrusted Python in Docker and stream it to browsers.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     for f in _fields():
         flag = "--" + f.name.replace("_", "-")
-        text = f"{f.metadata['help']} (env {env_name(f.name)}; default: {_show(f.default)})"
+        choices = _choices(f)
+        text = f.metadata["help"]
+        if choices:
+            text += " One of: " + ", ".join(choices) + "."
+        default = _show(f.default)
+        where = f"env {env_name(f.name)}" + (f"; default: {default}" if default else "")
+        text = f"{text} ({where})".replace("%", "%%")
         if _kind(f) == "bool":
             parser.add_argument(flag, dest=f.name, action="store_const", const=True, help=text)
         else:
@@ -365,11 +372,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _show(value: Any) -> str:
+    """A default as typed on the command line; "" when it is empty (no default)."""
     if isinstance(value, tuple):
-        return ",".join(value) or "(empty)"
+        return ",".join(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _choices(f: dataclasses.Field[Any]) -> tuple[str, ...]:
+    return tuple(f.metadata.get("choices", ()))
 
 
 def config_docs() -> str:
@@ -386,10 +398,10 @@ def config_docs() -> str:
     for f in _fields():
         flag = "--" + f.name.replace("_", "-")
         help_text = f.metadata["help"].replace("|", "\\|")
-        choices = f.metadata.get("choices")
+        choices = _choices(f)
         if choices:
             help_text += " One of: " + ", ".join(f"`{c}`" for c in choices) + "."
-        lines.append(
-            f"| `{flag}` | `{env_name(f.name)}` | {_kind(f)} | `{_show(f.default)}` | {help_text} |"
-        )
+        default = _show(f.default)
+        shown = f"`{default}`" if default else "(empty)"
+        lines.append(f"| `{flag}` | `{env_name(f.name)}` | {_kind(f)} | {shown} | {help_text} |")
     return "\n".join(lines) + "\n"

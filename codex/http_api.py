@@ -156,9 +156,13 @@ def _http_code(status: int) -> str:
 
 
 def parse_execute(body: dict[str, Any]) -> ExecuteRequest:
-    """An execute request (HTTP body or Socket.IO payload), or the error naming the field."""
+    """An execute request (HTTP body or Socket.IO payload), or the error naming the field.
+
+    An optional field that is null is the same as one left out (what the OpenAPI
+    document's ``nullable`` says); tests/unit/test_wire_bugs.py keeps the two in step."""
     code = text_field(body.get("code"), "code")
-    language = text_field(body.get("language", "python"), "language")
+    language = body.get("language")
+    language = "python" if language is None else text_field(language, "language")
     stdin = body.get("stdin")
     stdin = "" if stdin is None else text_field(stdin, "stdin")
     rows, cols = body.get("rows"), body.get("cols")

@@ -19,8 +19,9 @@ class SyntaxProblem:
 
 
 def normalize_language(name: str) -> str:
+    """The canonical name; ASCII letters in any case (what the OpenAPI pattern says)."""
     try:
-        return LANGUAGES[name.lower()]
+        return LANGUAGES[name.lower() if name.isascii() else name]
     except KeyError:
         raise UnsupportedLanguage(
             f"Language {name!r} is not supported; supported: {', '.join(sorted(LANGUAGES))}.",

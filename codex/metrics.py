@@ -7,11 +7,33 @@ here is on the per-byte path except one counter increment per frame.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0)
+
+
+class ReadCounters(Collector):
+    """Counters whose value another part owns and this one reads at scrape time (a
+    ``Counter`` cannot be set from a function, and a ``Gauge`` would be typed wrong):
+    each is exposed as ``<name>_total`` of type counter, created when this is."""
+
+    def __init__(self, docs: dict[str, str]) -> None:
+        self.docs = docs
+        self.created = time.time()
+        self.reads: dict[str, Callable[[], float]] = {name: lambda: 0.0 for name in docs}
+
+    def describe(self) -> Iterator[Metric]:
+        for name, doc in self.docs.items():
+            yield CounterMetricFamily(name, doc)
+
+    def collect(self) -> Iterator[Metric]:
+        for name, doc in self.docs.items():
+            yield CounterMetricFamily(name, doc, value=self.reads[name](), created=self.created)
 
 
 class Metrics:
@@ -23,12 +45,6 @@ class Metrics:
         )
         self.active = Gauge("codex_active_sessions", "Executions running now.", registry=r)
         self.pool_ready = Gauge("codex_pool_ready", "Prepared sandboxes waiting.", registry=r)
-        self.pool_hits = Gauge(
-            "codex_pool_hits", "Executions started from the pool (since start).", registry=r
-        )
-        self.pool_misses = Gauge(
-            "codex_pool_misses", "Executions that found the pool empty (since start).", registry=r
-        )
         self.start_latency = Histogram(
             "codex_sandbox_start_seconds",
             "From asking the runtime for a sandbox to the program being sent.",
@@ -47,9 +63,14 @@ class Metrics:
         self.output_bytes = Counter(
             "codex_output_bytes", "Bytes of program output forwarded.", registry=r
         )
-        self.rate_limited = Gauge(
-            "codex_rate_limited", "Requests refused by the rate limiter (since start).", registry=r
+        self.counts = ReadCounters(
+            {
+                "codex_pool_hits": "Executions started from the pool.",
+                "codex_pool_misses": "Executions that found the pool empty.",
+                "codex_rate_limited": "Requests refused by the rate limiter.",
+            }
         )
+        r.register(self.counts)
 
     def watch(
         self,
@@ -57,12 +78,12 @@ class Metrics:
         pool: Callable[[], tuple[int, int, int]],
         rate_limited: Callable[[], float],
     ) -> None:
-        """Gauges read at scrape time from the parts that own the numbers."""
+        """Gauges and counters read at scrape time from the parts that own the numbers."""
         self.active.set_function(active)
         self.pool_ready.set_function(lambda: pool()[0])
-        self.pool_hits.set_function(lambda: pool()[1])
-        self.pool_misses.set_function(lambda: pool()[2])
-        self.rate_limited.set_function(rate_limited)
+        self.counts.reads["codex_pool_hits"] = lambda: pool()[1]
+        self.counts.reads["codex_pool_misses"] = lambda: pool()[2]
+        self.counts.reads["codex_rate_limited"] = rate_limited
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

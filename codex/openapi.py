@@ -5,9 +5,11 @@ tests/test_openapi.py checks it against the route table and the handlers' answer
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from codex.languages import LANGUAGES
+from codex.terminal import MAX_COLS, MAX_DIMENSION, MAX_ROWS
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -22,6 +24,30 @@ def _json(description: str, ref: str) -> dict[str, Any]:
         "description": description,
         "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
     }
+
+
+def _any_case(names: list[str]) -> str:
+    """A pattern matching these names with their ASCII letters in any case."""
+
+    def one(name: str) -> str:
+        return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in name)
+
+    return "^(" + "|".join(one(n) for n in names) + ")$"
+
+
+def _size(name: str, other: str) -> dict[str, Any]:
+    return {
+        "type": "integer",
+        "nullable": True,
+        "minimum": 1,
+        "maximum": MAX_DIMENSION,
+        "description": f"Terminal {name} the program starts with (only with {other}; "
+        f"clamped to {MAX_ROWS} x {MAX_COLS}).",
+    }
+
+
+def _given(name: str) -> dict[str, Any]:
+    return {"required": [name], "properties": {name: {"type": "integer"}}}
 
 
 _SESSION_ID = {
@@ -134,27 +160,33 @@ OPENAPI: dict[str, Any] = {
             },
             "ExecuteRequest": {
                 "type": "object",
+                "description": "An optional field that is null is the same as one left out.",
                 "required": ["code"],
                 "properties": {
                     "code": {"type": "string"},
-                    "language": {"type": "string", "enum": sorted(LANGUAGES), "default": "python"},
+                    "language": {
+                        "type": "string",
+                        "nullable": True,
+                        "pattern": _any_case(sorted(LANGUAGES)),
+                        "default": "python",
+                        "description": "One of "
+                        + ", ".join(f"`{n}`" for n in sorted(LANGUAGES))
+                        + ", case-insensitive (ASCII).",
+                    },
                     "stdin": {
                         "type": "string",
+                        "nullable": True,
+                        "default": "",
                         "description": "Text typed ahead, before the program starts reading.",
                     },
-                    "rows": {
-                        "type": "integer",
-                        "minimum": 1,
-                        "maximum": 1000,
-                        "description": "Terminal height the program starts with (with cols).",
-                    },
-                    "cols": {
-                        "type": "integer",
-                        "minimum": 1,
-                        "maximum": 1000,
-                        "description": "Terminal width the program starts with (with rows).",
-                    },
+                    "rows": _size("height", "cols"),
+                    "cols": _size("width", "rows"),
                 },
+                # rows and cols: both or neither (a null one counts as left out).
+                "anyOf": [
+                    {"allOf": [_given("rows"), _given("cols")]},
+                    {"not": {"anyOf": [_given("rows"), _given("cols")]}},
+                ],
             },
             "Created": {
                 "type": "object",

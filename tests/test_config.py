@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -75,6 +76,30 @@ def test_help_lists_every_option() -> None:
     for name in Settings.__dataclass_fields__:
         assert "--" + name.replace("_", "-") in out
     assert "CODEX_PORT" in out and "8000" in out
+
+
+def test_help_states_real_defaults_and_choices_like_the_docs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        load(["--help"], {})
+    assert exited.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())  # undo argparse's wrapping
+    assert "(default: None)" not in out and "default: )" not in out
+    docs = config_docs()
+    for f in dataclasses.fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        row = next(line for line in docs.splitlines() if line.startswith(f"| `{flag}` |"))
+        default = row.split(" | ")[3]
+        env = "CODEX_" + f.name.upper()
+        if default == "(empty)":
+            assert f"(env {env})" in out, flag
+        else:
+            assert f"(env {env}; default: {default.strip('`')})" in out, flag
+        choices = f.metadata.get("choices")
+        if choices:
+            assert f"One of: {', '.join(choices)}." in out, flag
+            assert "One of: " + ", ".join(f"`{c}`" for c in choices) + "." in row, flag
 
 
 def test_bad_setting_exits_with_a_sentence() -> None:

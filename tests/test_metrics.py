@@ -37,7 +37,7 @@ async def test_metrics_count_executions_events_and_the_pool() -> None:
     assert after["codex_executions_total{status=syntax_error}"] == 1
     assert after["codex_input_required_total"] == 1
     assert after["codex_output_bytes_total"] > 0
-    assert after["codex_rate_limited"] == 1
-    assert after["codex_pool_hits"] + after["codex_pool_misses"] == 2
+    assert after["codex_rate_limited_total"] == 1
+    assert after["codex_pool_hits_total"] + after["codex_pool_misses_total"] == 2
     assert after["codex_sandbox_start_seconds_count"] == 2
     assert after["codex_first_output_seconds_count"] == 2

@@ -1,0 +1,179 @@
+"""What the server says on the wire matches what it documents: /metrics types, the
+OpenAPI request schema against the real handler, the README's Node example.
+
+No Docker: the server runs the local runtime and the programs posted here are syntax
+errors (answered without running anything) or trivial.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from codex.openapi import OPENAPI
+from tests.conftest import require
+from tests.harness import running_app
+
+ROOT = Path(__file__).resolve().parents[2]
+NODE_DIR = ROOT / "tests" / "node"
+
+# ---------------------------------------------------------------------------------------
+# /metrics: what only ever goes up is a counter named ..._total
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_metrics_counts_are_counters_named_total() -> None:
+    async with running_app(runtime="local", rate_limit_execute="1/minute") as h:
+        first = await h.request("POST", "/api/execute", {"code": "("})
+        refused = await h.request("POST", "/api/execute", {"code": "("})
+        assert (first.status, refused.status) == (201, 429)
+        resp = await h.request("GET", "/metrics")
+    text = resp.body
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in ("codex_pool_hits", "codex_pool_misses", "codex_rate_limited"):
+        assert families[name].type == "counter", name
+        assert f"# TYPE {name}_total counter" in text, name
+        assert re.search(rf"^{name} ", text, re.M) is None, name  # the old gauge is gone
+    values = {s.name: s.value for f in families.values() for s in f.samples}
+    assert values["codex_rate_limited_total"] == 1
+    assert values["codex_pool_hits_total"] == values["codex_pool_misses_total"] == 0
+    # Every counter is exposed as <name>_total; gauges are levels, never "since start".
+    for family in families.values():
+        if family.type == "counter":
+            assert f"{family.name}_total" in values, family.name
+        if family.type == "gauge" and not family.name.endswith("_created"):
+            assert "since start" not in family.documentation, family.name
+
+
+# ---------------------------------------------------------------------------------------
+# The OpenAPI ExecuteRequest accepts exactly what POST /api/execute accepts
+
+
+def _json_schema(node: Any) -> Any:
+    """OpenAPI 3.0 schema to JSON Schema: ``nullable: true`` becomes a null type."""
+    if isinstance(node, list):
+        return [_json_schema(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _json_schema(v) for k, v in node.items() if k != "nullable"}
+    if node.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+    return out
+
+
+def _execute_schema() -> Any:
+    return _json_schema(copy.deepcopy(OPENAPI["components"]["schemas"]["ExecuteRequest"]))
+
+
+CODE = "("  # a syntax error: 201 without a sandbox
+
+REQUESTS: list[Any] = [
+    {"code": CODE},
+    {"code": CODE, "other": 1},  # other fields are ignored
+    {},
+    {"code": None},
+    {"code": 1},
+    {"code": CODE, "language": "python"},
+    {"code": CODE, "language": "python3"},
+    {"code": CODE, "language": "PYTHON"},
+    {"code": CODE, "language": "Python3"},
+    {"code": CODE, "language": None},
+    {"code": CODE, "language": "cobol"},
+    {"code": CODE, "language": ""},
+    {"code": CODE, "language": "python "},
+    {"code": CODE, "language": "python\n"},
+    {"code": CODE, "language": "\uff30ython"},  # a fullwidth P
+    {"code": CODE, "language": 3},
+    {"code": CODE, "stdin": ""},
+    {"code": CODE, "stdin": "Ada\n"},
+    {"code": CODE, "stdin": None},
+    {"code": CODE, "stdin": 5},
+    {"code": CODE, "stdin": ["a"]},
+    {"code": CODE, "rows": 24, "cols": 80},
+    {"code": CODE, "rows": 1000, "cols": 1},
+    {"code": CODE, "rows": None, "cols": None},
+    {"code": CODE, "rows": None},
+    {"code": CODE, "rows": 24.0, "cols": 80},  # not an integer before draft 6
+    {"code": CODE, "rows": 24},
+    {"code": CODE, "cols": 80},
+    {"code": CODE, "rows": 24, "cols": None},
+    {"code": CODE, "rows": 0, "cols": 80},
+    {"code": CODE, "rows": 24, "cols": 1001},
+    {"code": CODE, "rows": 24.5, "cols": 80},
+    {"code": CODE, "rows": True, "cols": 80},
+    {"code": CODE, "rows": "24", "cols": "80"},
+    [],
+    "print(1)",
+]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_execute_accepts_exactly_what_the_openapi_schema_allows() -> None:
+    jsonschema_rs = pytest.importorskip("jsonschema_rs")
+    # OpenAPI 3.0's schemas are JSON Schema draft wright-00, draft 4's validation rules.
+    validator = jsonschema_rs.Draft4Validator(_execute_schema())
+    disagree = []
+    async with running_app(runtime="local", rate_limit_execute="") as h:
+        for body in REQUESTS:
+            resp = await h.request("POST", "/api/execute", body)
+            accepted = resp.status == 201
+            if not accepted:
+                assert resp.status in (400, 422), (body, resp.status, resp.body)
+                assert {"error", "code"} <= set(resp.body), (body, resp.body)
+            if accepted != validator.is_valid(body):
+                disagree.append((body, resp.status, resp.body))
+    assert disagree == []
+
+
+# ---------------------------------------------------------------------------------------
+# The README's Node example runs as the README says (client.mjs, Node 18+)
+
+
+def _readme_node_example() -> tuple[str, str]:
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"\n([^\n]*(?:\n[^\n]+)*)\n\n```js\n(.*?)```", readme, re.S)
+    assert match, "README.md has no js example"
+    return " ".join(match.group(1).split()), match.group(2)
+
+
+def test_readme_says_how_to_run_the_node_example() -> None:
+    intro, code = _readme_node_example()
+    assert 'from "socket.io-client"' in code and "await fetch(" in code
+    assert "client.mjs" in intro and "Node 18 or newer" in intro, intro
+
+
+@pytest.mark.node
+@pytest.mark.gen_test(timeout=90)
+async def test_readme_node_example_runs_as_client_mjs(tmp_path: Path) -> None:
+    node = shutil.which("node")
+    modules = NODE_DIR / "node_modules" / "socket.io-client" / "package.json"
+    require("Node", None if node and modules.is_file() else "node or socket.io-client missing")
+    assert node is not None
+    _, code = _readme_node_example()
+    (tmp_path / "node_modules").symlink_to(NODE_DIR / "node_modules")
+    async with running_app(runtime="local") as h:
+        script = tmp_path / "client.mjs"
+        script.write_text(code.replace("http://127.0.0.1:8000", h.base_url))
+        proc = await asyncio.create_subprocess_exec(
+            node,
+            str(script),
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), 60)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise
+    assert proc.returncode == 0, err.decode(errors="replace")
+    text = out.decode()
+    assert "Your name? " in text and "Hi Ada" in text and "ok (exit 0)" in text, text
