@@ -40,7 +40,7 @@ from codex.terminal import TerminalModel, clamp_size
 
 log = logging.getLogger(__name__)
 
-FRAME_CHARS = 16 * 1024  # largest `output` message
+FRAME_CHARS = 64 * 1024  # largest `output` message: fewer frames, less cost per MB
 FLUSH_DELAY = 0.02  # output waits at most this long to be coalesced with more
 FLUSH_BURST = 4  # frames per FLUSH_DELAY window that go out at once
 # The controlling client may trail this many chars before the program is paused.

@@ -21,12 +21,19 @@ from typing import Any
 from codex.errors import SandboxError
 from codex.runtime.sandbox import CHILD_SOURCE, SUPERVISOR_SOURCE
 
-# Reads smaller than SMALL_READ bytes coming less than BUSY_GAP apart are spaced by
-# COALESCE_DELAY: at most ~100 reads a second for a session printing byte by byte
-# (each read costs the server a few hundred microseconds, whatever its size).
-SMALL_READ = 4096
+# A read that found data waiting takes whatever else is ready too (up to BATCH bytes):
+# one trip through the output pipeline per batch, not per kernel read (a pty gives at
+# most 4 KiB a read). A batch smaller than SMALL_READ that found data waiting is a
+# program writing a few bytes at a time: it is held back, first for COALESCE_DELAY,
+# each next time twice as long up to COALESCE_MAX, so such a stream costs the server
+# about ten trips a second. Each trip costs a few hundred microseconds whatever its
+# size. A read that had to wait BUSY_GAP (a quiet spell) starts the pauses over, so
+# a keystroke's echo is never held back.
+BATCH = 65536
+SMALL_READ = 2048
 BUSY_GAP = 0.002
 COALESCE_DELAY = 0.01
+COALESCE_MAX = 0.1
 
 RESULT_OSC = b"\x1b]6973;"
 RESULT_END = b"\x07"
@@ -86,6 +93,23 @@ class Execution(abc.ABC):
     async def _recv(self) -> bytes:
         """The next bytes from the terminal; b"" once it is closed."""
 
+    def _recv_now(self) -> bytes:
+        """At most one read of what the terminal has ready, never waiting; b"" when
+        nothing is ready (or it closed: the next _recv says which, never this)."""
+        return b""
+
+    def _take_ready(self, data: bytes) -> bytes:
+        """data and whatever else the terminal has ready now, up to BATCH bytes."""
+        parts = [data]
+        size = len(data)
+        while size < BATCH:
+            more = self._recv_now()
+            if not more:
+                break
+            parts.append(more)
+            size += len(more)
+        return b"".join(parts)
+
     @abc.abstractmethod
     async def _send(self, data: bytes) -> None:
         """Bytes to the terminal; silently dropped once the program is gone."""
@@ -118,18 +142,18 @@ class Execution(abc.ABC):
         if self._early:
             early, self._early = self._early, b""
             yield early
-        last = 0.0
+        pause = COALESCE_DELAY
         while not self.scanner.done:
+            asked = time.monotonic()
             data = await self._recv()
-            now = time.monotonic()
-            if data and len(data) < SMALL_READ and now - last < BUSY_GAP:
-                # A stream of tiny reads (a program writing a byte at a time): let the
-                # kernel's buffer fill for a moment, so the cost per read is spread
-                # over many bytes. A keystroke's echo after a quiet spell never waits.
-                await asyncio.sleep(COALESCE_DELAY)
-            # Measured after the pause: the next read, if the stream is still busy,
-            # returns at once and is spaced again.
-            last = time.monotonic()
+            if time.monotonic() - asked >= BUSY_GAP:
+                pause = COALESCE_DELAY  # it had to wait: a quiet spell
+            elif data:
+                data = self._take_ready(data)
+                if len(data) < SMALL_READ:
+                    await asyncio.sleep(pause)
+                    pause = min(COALESCE_MAX, pause * 2)
+                    data = self._take_ready(data)
             if not data:
                 self._go.set()
                 tail = self.scanner.flush()

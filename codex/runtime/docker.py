@@ -501,6 +501,12 @@ class DockerExecution(Execution):
         except (ConnectionError, OSError):
             return b""
 
+    def _recv_now(self) -> bytes:
+        try:
+            return self.sock.recv(READ_SIZE, socket.MSG_DONTWAIT)
+        except OSError:  # nothing ready (BlockingIOError), or closed: _recv says which
+            return b""
+
     async def _send(self, data: bytes) -> None:
         if self._closed:
             return

@@ -98,6 +98,12 @@ class LocalExecution(Execution):
                 return b""
         return b""
 
+    def _recv_now(self) -> bytes:
+        try:
+            return os.read(self.proc.fd, READ_SIZE)
+        except OSError:  # nothing ready (BlockingIOError), or EIO: _recv says which
+            return b""
+
     async def _send(self, data: bytes) -> None:
         loop = asyncio.get_running_loop()
         view = memoryview(data)
