@@ -264,6 +264,9 @@ class Session:
         )
         job_size = (spec.rows, spec.cols)
         info = ExitInfo()
+        if self._kill_reason is not None:  # stopped before its first step: no container
+            self._complete(self._kill_reason, exit_code=None)
+            return
         try:
             try:
                 with self.metrics.start_latency.time():
@@ -335,6 +338,9 @@ class Session:
         for task in (self._task, self._resizer, *self._tasks):
             if task is not None and not task.done():
                 task.cancel()
+        # A cancelled task's traceback holds its frame, which holds this session.
+        self._task = self._resizer = None
+        self._tasks.clear()
         if self._grace is not None:
             self._grace.cancel()
         self._execution = None
@@ -693,6 +699,11 @@ class SessionRegistry:
             session.finish_without_running(problem)
             self._sessions[session.id] = session
             return session
+        # Every await before the caps are checked: between the checks and the session
+        # counting, nothing may let another create through.
+        ready = await self.runtime.readiness()
+        if not ready.ready:
+            raise RuntimeUnavailable(f"Programs cannot run now: {ready.reason}.")
         if not self.accepting:
             raise Unavailable("The server is shutting down; try another one.")
         if self.running >= s.max_sessions:
@@ -704,17 +715,15 @@ class SessionRegistry:
                 f"At most {s.max_sessions_per_ip} programs may run at once from one address.",
                 retry_after=2,
             )
-        ready = await self.runtime.readiness()
-        if not ready.ready:
-            raise RuntimeUnavailable(f"Programs cannot run now: {ready.reason}.")
+        self._sessions[session.id] = session  # counts from here on
         if self.cluster is not None:
-            # Before it counts here: a Redis failure must not leave a session that
-            # holds capacity and never runs.
             try:
                 await self.cluster.record(session.id, {"state": RUNNING})
             except Exception as exc:
+                # A Redis failure must not leave a session that holds capacity and
+                # never runs.
+                del self._sessions[session.id]
                 raise Unavailable(f"The shared session directory failed: {exc}") from exc
-        self._sessions[session.id] = session
         session.start()
         return session
 

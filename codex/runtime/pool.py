@@ -228,8 +228,14 @@ class ContainerPool:
         while True:
             # Woken by a take or an add; and once a second, since the headroom also
             # grows when an execution ends.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), RECHECK)
+            # asyncio.wait, not wait_for: before 3.12 wait_for swallows a cancel that
+            # lands in the step the event is set (python/cpython#86296), and stop()
+            # would leave this loop preparing sandboxes.
+            woken = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait([woken], timeout=RECHECK)
+            finally:
+                woken.cancel()
             self._wake.clear()
             while len(self._ready) + self._starting < self._target():
                 self._starting += 1

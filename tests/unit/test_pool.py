@@ -5,7 +5,6 @@ failed refill, waiting for a refill in flight, stop, and the share rule per netw
 from __future__ import annotations
 
 import asyncio
-import sys
 from typing import Any
 
 import pytest
@@ -85,7 +84,7 @@ def closed(engine: Engine) -> list[int]:
 
 
 async def stop(pool: ContainerPool) -> None:
-    """Stop the pool once what woke it has been handled (see the xfail below)."""
+    """Stop the pool once what woke it has been handled."""
     await settle()
     pool.stop()
     await settle()
@@ -284,14 +283,6 @@ def test_the_share_rule_counts_an_ipv6_network_as_one_taker() -> None:
     run(scenario)
 
 
-@pytest.mark.xfail(
-    sys.version_info < (3, 12),
-    strict=True,
-    reason="codex/runtime/pool.py: ContainerPool._run waits in asyncio.wait_for(self._wake"
-    ".wait(), RECHECK); before 3.12 wait_for swallows a cancel that lands in the step the "
-    "event is set (python/cpython#86296), so stop() right after a take()/acquire()/"
-    "note_image() leaves the loop running: it goes on preparing sandboxes after shutdown",
-)
 def test_stop_right_after_a_take_stops_the_pool() -> None:
     async def scenario() -> None:
         engine = Engine()

@@ -554,12 +554,6 @@ def test_cancel_while_the_start_waits_costs_no_execution(fake: FakeRuntime) -> N
     run(scenario)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="codex/sessions.py: Session._stop before _run's first step sets _kill_reason "
-    "only (no _starting to cancel yet); _run then starts the runtime anyway and kills "
-    "the execution it made: a session cancelled right after create() costs a container",
-)
 def test_cancel_right_after_create_costs_no_execution(fake: FakeRuntime) -> None:
     async def scenario() -> None:
         reg = registry(fake)
@@ -673,12 +667,6 @@ def test_capacity_global_and_per_address(fake: FakeRuntime) -> None:
     run(scenario)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="codex/sessions.py: SessionRegistry.create checks max_sessions, then awaits "
-    "runtime.readiness() (a Docker probe in a thread every 2 s) before the session "
-    "counts: creates racing through that await all pass the cap",
-)
 def test_creates_racing_through_readiness_stay_within_the_cap(fake: FakeRuntime) -> None:
     async def scenario() -> None:
         reg = registry(fake, max_sessions=1)
@@ -814,14 +802,6 @@ def test_a_released_session_is_freed_without_the_cycle_collector(fake: FakeRunti
     freed_without_the_cycle_collector(scenario)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="codex/sessions.py: Session.release cancels a resizer still in its "
-    "RESIZE_INTERVAL sleep but keeps it in self._resizer: the cancelled task's "
-    "CancelledError traceback holds _apply_size's frame, which holds the session (a "
-    "cycle left to the GC; happens when a session finished <50 ms after a resize is "
-    "expired at once by max_finished_sessions or the memory budget)",
-)
 def test_a_session_released_right_after_a_resize_is_freed_too(fake: FakeRuntime) -> None:
     async def scenario() -> None:
         reg = registry(fake, max_finished_sessions=1)
