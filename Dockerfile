@@ -60,7 +60,7 @@ RUN set -eu; \
         echo 'codex:x:10001:10001:CodeX server:/tmp:/usr/sbin/nologin' >> /etc/passwd; \
     fi; \
     /opt/codex/bin/python -m compileall -q /app/codex; \
-    cd /app && /opt/codex/bin/python -c "import codex.app, codex.runtime.docker" \
+    cd /app && /opt/codex/bin/python -c "import codex.app, codex.runtime.docker.runtime" \
     && /opt/codex/bin/python -m codex --help >/dev/null
 
 ENV PATH=/opt/codex/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \

@@ -12,17 +12,17 @@ from typing import Any
 import tornado.netutil
 import tornado.web
 
-from codex.cluster import Cluster
+from codex.api.hosts import host_allowed
+from codex.api.http import JsonHandler, NotFoundHandler, routes
+from codex.api.http_server import BoundedHTTPServer, raise_fd_limit
+from codex.api.socketio import SocketIOTransport
+from codex.api.terminal_ws import TerminalRelays
+from codex.api.terminal_ws import routes as terminal_routes
+from codex.cluster.directory import Cluster
 from codex.config import Settings
 from codex.errors import HostNotAllowed
-from codex.hosts import host_allowed
-from codex.http_api import JsonHandler, NotFoundHandler, routes
-from codex.http_server import BoundedHTTPServer, raise_fd_limit
 from codex.runtime.base import Runtime
-from codex.sessions import SessionRegistry
-from codex.transport.socketio import SocketIOTransport
-from codex.transport.terminal_ws import TerminalRelays
-from codex.transport.terminal_ws import routes as terminal_routes
+from codex.sessions.session import SessionRegistry
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def make_runtime(settings: Settings) -> Runtime:
         from codex.runtime.local import LocalRuntime
 
         return LocalRuntime(settings)
-    from codex.runtime.docker import DockerRuntime
+    from codex.runtime.docker.runtime import DockerRuntime
 
     return DockerRuntime(settings)
 

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from codex.http_api import routes
-from codex.openapi import OPENAPI
-from codex.sessions import SessionRegistry
+from codex.api.http import routes
+from codex.api.openapi import OPENAPI
+from codex.sessions.session import SessionRegistry
 from tests.harness import running_app
 
 METHODS = ("get", "post", "put", "delete", "patch")

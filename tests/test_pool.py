@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from codex.runtime.docker import DockerRuntime
+from codex.runtime.docker.runtime import DockerRuntime
 from tests.dockerutil import assert_gone_soon, containers_of_soon
 from tests.harness import Harness, running_app
 
@@ -135,7 +135,7 @@ def _exists(container_id: str) -> bool:
 
 
 async def test_startup_sweeps_orphans_but_not_live_servers() -> None:
-    from codex.runtime.owner import identity
+    from codex.runtime.docker.owner import identity
 
     boot, namespace, _, _ = identity().split("/")
     orphan_other_boot = _labelled_container("another-boot/1/2/3")
@@ -156,7 +156,7 @@ async def test_startup_sweeps_orphans_but_not_live_servers() -> None:
 
 
 async def test_a_named_server_removes_what_its_earlier_run_left() -> None:
-    from codex.runtime.owner import identity
+    from codex.runtime.docker.owner import identity
 
     boot, _, _, _ = identity().split("/")
     # Left by a run of "web-1" in a PID namespace we cannot see into (a container).

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from codex.eventlog import COMPLETE, INPUT_REQUIRED, OUTPUT, EventLog
+from codex.api.follow import merge_output
 from codex.runtime.base import RESULT_END, RESULT_OSC, ResultScanner
-from codex.terminal import TerminalModel
-from codex.transport.follow import merge_output
+from codex.sessions.eventlog import COMPLETE, INPUT_REQUIRED, OUTPUT, EventLog
+from codex.sessions.screen import TerminalModel
 
 NONCE = "0123456789abcdef"
 RECORD = RESULT_OSC + NONCE.encode() + b";" + json.dumps({"exitCode": 0}).encode() + RESULT_END

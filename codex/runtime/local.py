@@ -45,7 +45,7 @@ class LocalRuntime(Runtime):
         self.python = python or sys.executable
 
     async def readiness(self) -> Readiness:
-        from codex.input_detect import proc_detector_available
+        from codex.sessions.input.detector import proc_detector_available
 
         return Readiness(True, detector="proc" if proc_detector_available() else "heuristic")
 

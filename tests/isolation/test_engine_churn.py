@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from codex.runtime.docker import DockerRuntime
+from codex.runtime.docker.runtime import DockerRuntime
 from tests.dockerutil import assert_gone_soon, containers_of
 from tests.harness import Harness, running_app
 

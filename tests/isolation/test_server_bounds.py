@@ -10,9 +10,9 @@ measures the same two victims first on a quiet server and then while the attack 
 
 Each victim under attack must be correct and within ``max(3 x baseline, 1 s)`` (loose:
 the machine is shared and noisy). The attacks are the server-side defences of
-codex/terminal.py (the screen model), codex/sessions.py (resizes, finished-session
-memory), codex/transport/sio_server.py (real peer address, clients per address, slow
-readers, binary attachments), codex/hosts.py (the Host check) and codex/http_server.py
+codex/sessions/screen.py (the screen model), codex/sessions/session.py (resizes, finished-session
+memory), codex/api/sio_server.py (real peer address, clients per address, slow
+readers, binary attachments), codex/api/hosts.py (the Host check) and codex/api/http_server.py
 (slow HTTP clients). Every loop is bounded in count and time; all traffic goes to
 127.0.0.1 (attackers that need an address of their own bind 127.0.0.2, which Linux
 routes to lo like all of 127.0.0.0/8).

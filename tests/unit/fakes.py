@@ -13,7 +13,7 @@ the session sees is what a backend would hand it. The test plays the program:
 
 :class:`FakeDetector` stands in for ``ProcDetector`` (the watcher builds one from the
 execution's root pid): it reports the fake program's read. :class:`FakeRedis` holds
-keys and pub/sub channels in a dict, enough for :class:`codex.cluster.Cluster`.
+keys and pub/sub channels in a dict, enough for :class:`codex.cluster.directory.Cluster`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-# -- everything this file needs from codex, in one place (modules are about to move) ------
-from codex.input_detect import Block
 from codex.runtime.base import (
     RESULT_END,
     RESULT_OSC,
@@ -41,6 +39,9 @@ from codex.runtime.base import (
     exit_info_from_record,
     new_nonce,
 )
+
+# -- everything this file needs from codex, in one place (modules are about to move) ------
+from codex.sessions.input.detector import Block
 
 WAIT = 2.0  # seconds any single wait of a test may take before it fails
 READ_SIZE = 65536  # the most one read of the terminal returns (the local backend's)

@@ -9,8 +9,8 @@ import weakref
 import pytest
 
 # -- codex, in one place (modules are about to move into packages) -----------------------
-from codex import limits
-from codex.limits import RunClock
+from codex.sessions import clock as limits
+from codex.sessions.clock import RunClock
 from tests.unit.fakes import eventually, run
 
 

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 # -- codex, in one place (modules are about to move into packages) -----------------------
-from codex import cluster as cluster_module
-from codex import input_detect
-from codex.cluster import SESSION_RECORD_TTL, Cluster, RemoteSession
+from codex.cluster import directory as cluster_module
+from codex.cluster.directory import SESSION_RECORD_TTL, Cluster, RemoteSession
 from codex.config import Settings
 from codex.errors import SessionNotFound, Unavailable
-from codex.sessions import ExecuteRequest, SessionRegistry
+from codex.sessions.input import detector as input_detect
+from codex.sessions.session import ExecuteRequest, SessionRegistry
 from tests.unit.fakes import WAIT, FakeRedis, FakeRuntime, eventually, run, settle
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from codex import input_detect
-from codex.input_detect import (
+from codex.sessions.input import detector as input_detect
+from codex.sessions.input.detector import (
     MAX_FD_CHECKS,
     SESSION_SHARE,
     InputWatcher,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from codex.runtime.gate import EngineGate
-from codex.runtime.pool import ContainerPool
+from codex.runtime.docker.gate import EngineGate
+from codex.runtime.docker.pool import ContainerPool
 
 
 def run(scenario: Callable[[], Awaitable[Any]]) -> Any:

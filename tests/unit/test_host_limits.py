@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from codex.config import Settings
-from codex.runtime import host_limits
+from codex.runtime.docker import host_limits
 
 
 def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pty: int, aio: int) -> tuple[Path, Path]:

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
+from codex.api.hosts import host_allowed
 from codex.config import Settings
-from codex.hosts import host_allowed
 
 
 def settings(**kw: object) -> Settings:

@@ -11,8 +11,8 @@ import pytest
 
 # -- codex, in one place (modules are about to move into packages) -----------------------
 from codex.errors import SandboxError
-from codex.runtime import pool as pool_module
-from codex.runtime.pool import ContainerPool
+from codex.runtime.docker import pool as pool_module
+from codex.runtime.docker.pool import ContainerPool
 from tests.unit.fakes import eventually, run, settle
 
 

@@ -1,6 +1,6 @@
 """The screen model's work is bounded per call and per session, whatever the bytes.
 
-No Docker: these drive codex.terminal directly. Timings here are bounds with a wide
+No Docker: these drive codex.sessions.screen directly. Timings here are bounds with a wide
 margin (the machine is shared); the figures themselves are in bench/hostile.py."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from codex import terminal
-from codex.terminal import MAX_COLS, MAX_ROWS, TerminalModel, valid_size
+from codex.sessions import screen as terminal
+from codex.sessions.screen import MAX_COLS, MAX_ROWS, TerminalModel, valid_size
 
 HOSTILE = {
     "decaln": "\x1b#8",

@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 
-# -- codex, in one place (modules are about to move into packages) -----------------------
-from codex import input_detect, limits
+from codex.api.follow import follow
 from codex.config import Settings
 from codex.errors import (
     NoCapacity,
@@ -31,16 +30,19 @@ from codex.errors import (
     SessionNotFound,
     Unavailable,
 )
-from codex.eventlog import COMPLETE, ERROR, INPUT_REQUIRED, OUTPUT, Entry, Follower
 from codex.runtime.base import Readiness
-from codex.sessions import (
+
+# -- codex, in one place (modules are about to move into packages) -----------------------
+from codex.sessions import clock as limits
+from codex.sessions.eventlog import COMPLETE, ERROR, INPUT_REQUIRED, OUTPUT, Entry, Follower
+from codex.sessions.input import detector as input_detect
+from codex.sessions.session import (
     HIGH_WATER,
     RESIZE_INTERVAL,
     ExecuteRequest,
     Session,
     SessionRegistry,
 )
-from codex.transport.follow import follow
 from tests.unit.fakes import READ_SIZE, WAIT, FakeExecution, FakeRuntime, eventually, run, settle
 
 CODE = "print('hi')"

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from codex.errors import SandboxError
-from codex.runtime.uids import BLOCK, SPAN, UidAllocator
+from codex.runtime.docker.uids import BLOCK, SPAN, UidAllocator
 
 BASE = 1_900_000_000
 

@@ -12,10 +12,11 @@ from collections.abc import Callable
 
 import pytest
 
-# -- codex, in one place (modules are about to move into packages) -----------------------
-from codex import input_detect
-from codex.input_detect import Block, InputWatcher
 from codex.runtime.base import ExecSpec
+
+# -- codex, in one place (modules are about to move into packages) -----------------------
+from codex.sessions.input import detector as input_detect
+from codex.sessions.input.detector import Block, InputWatcher
 from tests.unit.fakes import FakeDetector, FakeExecution, eventually, run
 
 

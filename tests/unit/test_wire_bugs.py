@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from codex.openapi import OPENAPI
+from codex.api.openapi import OPENAPI
 from tests.conftest import require
 from tests.harness import running_app
 

@@ -1,7 +1,7 @@
 """Sessions: one execution each, its state machine, its output pipeline and its clients.
 
 Bytes from the runtime are decoded incrementally, coalesced into frames and appended to
-the session's :class:`~codex.eventlog.EventLog`; transports read that log. A session
+the session's :class:`~codex.sessions.eventlog.EventLog`; transports read that log. A session
 does not know which transports watch it.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from codex.cluster import Cluster
+from codex.cluster.directory import Cluster
 from codex.config import Settings
 from codex.errors import (
     CodexError,
@@ -29,14 +29,22 @@ from codex.errors import (
     SessionNotFound,
     Unavailable,
 )
-from codex.eventlog import COMPLETE, ERROR, INPUT_REQUIRED, OUTPUT, Entry, EventLog, Follower
-from codex.input_detect import InputWatcher
 from codex.languages import SyntaxProblem, check_policy, check_syntax
-from codex.limits import RunClock
 from codex.metrics import Metrics
-from codex.ratelimit import RateLimiter, client_ip, parse_networks
 from codex.runtime.base import ExecSpec, Execution, ExitInfo, Runtime
-from codex.terminal import TerminalModel, clamp_size
+from codex.sessions.admission import RateLimiter, client_ip, parse_networks
+from codex.sessions.clock import RunClock
+from codex.sessions.eventlog import (
+    COMPLETE,
+    ERROR,
+    INPUT_REQUIRED,
+    OUTPUT,
+    Entry,
+    EventLog,
+    Follower,
+)
+from codex.sessions.input.detector import InputWatcher
+from codex.sessions.screen import TerminalModel, clamp_size
 
 log = logging.getLogger(__name__)
 

@@ -31,10 +31,10 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from codex.runtime.gate import share_group
+from codex.runtime.docker.gate import share_group
 
 if TYPE_CHECKING:
-    from codex.runtime.docker import DockerExecution, DockerRuntime
+    from codex.runtime.docker.runtime import DockerExecution, DockerRuntime
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import tornado.httputil
 import tornado.iostream
 from tornado.http1connection import HTTP1ServerConnection
 
-from codex.ratelimit import Network, _trusted
+from codex.sessions.admission import Network, _trusted
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import tornado.web
 
+from codex.api.openapi import OPENAPI
+from codex.api.origins import origin_allowed
 from codex.errors import (
     BadRequest,
     CodexError,
@@ -19,10 +21,8 @@ from codex.errors import (
     text_field,
 )
 from codex.languages import normalize_language
-from codex.openapi import OPENAPI
-from codex.origins import origin_allowed
-from codex.sessions import ExecuteRequest, SessionRegistry
-from codex.terminal import valid_size
+from codex.sessions.screen import valid_size
+from codex.sessions.session import ExecuteRequest, SessionRegistry
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,11 @@ from typing import Any
 
 import socketio
 
-from codex.cluster import Cluster, RemoteSession
+from codex.api.follow import follow, merge_output
+from codex.api.http import parse_execute
+from codex.api.origins import origin_allowed
+from codex.api.sio_server import BoundedServer
+from codex.cluster.directory import Cluster, RemoteSession
 from codex.errors import (
     BadRequest,
     CodexError,
@@ -28,13 +32,9 @@ from codex.errors import (
     field_error,
     text_field,
 )
-from codex.eventlog import OUTPUT, Entry
-from codex.http_api import parse_execute
-from codex.origins import origin_allowed
-from codex.sessions import FRAME_CHARS, Session, SessionRegistry
-from codex.terminal import valid_size
-from codex.transport.follow import follow, merge_output
-from codex.transport.sio_server import BoundedServer
+from codex.sessions.eventlog import OUTPUT, Entry
+from codex.sessions.screen import valid_size
+from codex.sessions.session import FRAME_CHARS, Session, SessionRegistry
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,6 @@ from typing import Any, TypeVar
 
 import docker
 import docker.errors
-from docker.types import LogConfig, Ulimit
-
 from codex.config import Settings
 from codex.errors import RuntimeUnavailable, SandboxError
 from codex.runtime.base import (
@@ -34,13 +32,14 @@ from codex.runtime.base import (
     new_nonce,
     supervisor_command,
 )
-from codex.runtime.cgroup import CgroupStats
-from codex.runtime.gate import EngineGate
-from codex.runtime.host_limits import ensure_aio_room, ensure_pty_room
-from codex.runtime.owner import identity, owner_gone
-from codex.runtime.pool import ContainerPool
-from codex.runtime.seccomp import security_opt
-from codex.runtime.uids import UidAllocator
+from codex.runtime.docker.cgroup import CgroupStats
+from codex.runtime.docker.gate import EngineGate
+from codex.runtime.docker.host_limits import ensure_aio_room, ensure_pty_room
+from codex.runtime.docker.owner import identity, owner_gone
+from codex.runtime.docker.pool import ContainerPool
+from codex.runtime.docker.seccomp import security_opt
+from codex.runtime.docker.uids import UidAllocator
+from docker.types import LogConfig, Ulimit
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ LABEL_MANAGED = "org.codex.managed"
 LABEL_INSTANCE = "org.codex.instance"
 LABEL_SESSION = "org.codex.session"
 LABEL_OWNER = "org.codex.owner"
-LABEL_CLUSTER = "org.codex.cluster"
+LABEL_CLUSTER = "org.codex.cluster.directory"
 LABEL_NAME = "org.codex.instance-name"
 LABEL_UID = "org.codex.uid"
 SANDBOX_PYTHON = "python3"
@@ -143,7 +142,7 @@ class DockerRuntime(Runtime):
             )
         except Exception as exc:
             return Readiness(False, f"the Docker engine failed: {_short(exc)}")
-        from codex.input_detect import proc_detector_available
+        from codex.sessions.input.detector import proc_detector_available
 
         for container_id in list(self.unremoved):  # the engine is back: finish the job
             if self.remove_now(container_id):
@@ -362,7 +361,7 @@ class DockerRuntime(Runtime):
         return {
             "image": s.sandbox_image,
             "command": ["sleep", "infinity"],
-            "user": f"{uid}:{uid}",  # its own: see codex/runtime/uids.py
+            "user": f"{uid}:{uid}",  # its own: see codex/runtime/docker/uids.py
             "hostname": "sandbox",
             "working_dir": "/tmp",
             # The uid has no passwd entry: USER and LOGNAME answer getpass.getuser().

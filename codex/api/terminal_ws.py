@@ -25,7 +25,9 @@ from typing import Any
 
 import tornado.websocket
 
-from codex.cluster import Cluster, RemoteSession
+from codex.api.follow import follow, merge_output
+from codex.api.origins import origin_allowed
+from codex.cluster.directory import Cluster, RemoteSession
 from codex.errors import (
     CodexError,
     InvalidField,
@@ -34,11 +36,9 @@ from codex.errors import (
     SessionNotFound,
     text_field,
 )
-from codex.eventlog import OUTPUT, Entry
-from codex.origins import origin_allowed
-from codex.sessions import FRAME_CHARS, Session, SessionRegistry
-from codex.terminal import valid_size
-from codex.transport.follow import follow, merge_output
+from codex.sessions.eventlog import OUTPUT, Entry
+from codex.sessions.screen import valid_size
+from codex.sessions.session import FRAME_CHARS, Session, SessionRegistry
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from codex.eventlog import INPUT_REQUIRED, OUTPUT, Entry, Follower
-from codex.sessions import Session
+from codex.sessions.eventlog import INPUT_REQUIRED, OUTPUT, Entry, Follower
+from codex.sessions.session import Session
 
 Send = Callable[[list[Entry]], Awaitable[None]]
 

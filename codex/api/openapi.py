@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 from codex.languages import LANGUAGES
-from codex.terminal import MAX_COLS, MAX_DIMENSION, MAX_ROWS
+from codex.sessions.screen import MAX_COLS, MAX_DIMENSION, MAX_ROWS
 
 
 def _error(description: str) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""The Docker runtime: hardened single-use containers, the pool, the engine gate."""

@@ -1,1 +1,0 @@
-"""Transports translate messages to calls on a Session, and a Session's log to messages."""
