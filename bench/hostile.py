@@ -98,7 +98,7 @@ def pattern_bytes(name: str) -> int:
 
 
 # Threads parked in select() on every descriptor (nfds 1024, nofile 256), none of them
-# the terminal (tests/unit/test_detector.py has the same program).
+# the terminal (tests/e2e/test_detector.py has the same program).
 PARKER = r"""
 import ctypes, os, threading, time
 libc = ctypes.CDLL(None, use_errno=True)

@@ -6,7 +6,8 @@ import asyncio
 import logging
 import sys
 
-from codex.config import config_docs, load
+from codex.config import load
+from codex.config_docs import config_docs
 from codex.errors import ConfigError
 
 

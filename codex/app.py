@@ -16,13 +16,14 @@ from codex.api.hosts import host_allowed
 from codex.api.http import JsonHandler, NotFoundHandler, routes
 from codex.api.http_server import BoundedHTTPServer, raise_fd_limit
 from codex.api.socketio import SocketIOTransport
-from codex.api.terminal_ws import TerminalRelays
 from codex.api.terminal_ws import routes as terminal_routes
 from codex.cluster.directory import Cluster
+from codex.cluster.locator import CommandHandler, SessionLocator
 from codex.config import Settings
 from codex.errors import HostNotAllowed
 from codex.runtime.base import Runtime
-from codex.sessions.session import SessionRegistry
+from codex.sessions.registry import SessionRegistry
+from codex.tasks import Tasks
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +83,12 @@ class CodexApp:
         self.settings = settings
         self.runtime = runtime or make_runtime(settings)
         self.registry = SessionRegistry(settings, self.runtime)
-        self.socketio = SocketIOTransport(self.registry)
-        self.relays = TerminalRelays(self.registry)
+        self.locator = SessionLocator(self.registry)
+        self.socketio = SocketIOTransport(self.registry, self.locator)
         handlers: list[tuple[str, type[tornado.web.RequestHandler], dict[str, object]]] = [
             (r"/socket\.io/", self.socketio.handler(), {}),
-            *routes(self.registry),
-            *terminal_routes(self.registry),
+            *routes(self.registry, self.locator),
+            *terminal_routes(self.registry, self.locator),
             (
                 r"/()",
                 StaticHandler,
@@ -105,7 +106,8 @@ class CodexApp:
         self.server: tornado.httpserver.HTTPServer | None = None
         self.port: int | None = None
         self.cluster: Cluster | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self.commands: CommandHandler | None = None
+        self.tasks = Tasks("app")  # the reaper of dead peers' sandboxes
 
     async def start(self) -> int:
         if self.settings.redis_url:
@@ -113,12 +115,10 @@ class CodexApp:
             self.cluster = Cluster(
                 self.settings.redis_url, self.runtime.instance, self.settings.instance_lease
             )
-            await self.cluster.start(self._on_command)
+            self.commands = CommandHandler(self.registry, self.cluster)
+            await self.cluster.start(self.commands)
             self.registry.cluster = self.cluster
-            self._tasks += [
-                asyncio.ensure_future(self.socketio.watch_owners()),
-                asyncio.ensure_future(self._reap_dead_peers(self.cluster)),
-            ]
+            self.tasks.spawn(self._reap_dead_peers(self.cluster))
         await self.runtime.startup()
         raise_fd_limit()
         self.server = BoundedHTTPServer(
@@ -143,11 +143,6 @@ class CodexApp:
         )
         return self.port
 
-    async def _on_command(self, command: dict[str, Any]) -> None:
-        """A command relayed from another instance for a session this one owns."""
-        if not await self.relays.on_command(command):
-            await self.socketio.on_command(command)
-
     async def _reap_dead_peers(self, cluster: Cluster) -> None:
         """Remove the sandboxes of instances (sharing this engine) whose lease ran out."""
         while True:
@@ -166,9 +161,9 @@ class CodexApp:
         await self.registry.drain(grace)
         if self.server is not None:
             self.server.stop()
-        for task in self._tasks:
-            task.cancel()
-        self.relays.stop()
+        await self.tasks.close()  # cancelled and ended: no reaping during the sweep
+        if self.commands is not None:
+            self.commands.stop()
         await self.socketio.sio.shutdown()
         await self.runtime.shutdown()
         if self.cluster is not None:

@@ -1,23 +1,23 @@
 """Every setting of the server, declared once: type, default, help and validation.
 
 Each field can be set on the command line (``--time-limit 5``) or in the environment
-(``CODEX_TIME_LIMIT=5``); the command line wins. ``docs/configuration.md`` is generated
-from these declarations (``python -m codex --config-docs``) and a test keeps it in step.
+(``CODEX_TIME_LIMIT=5``); the command line wins. How they are spelt there lives in
+``codex.config_cli``; ``docs/configuration.md`` is generated from these declarations by
+``codex.config_docs`` (``python -m codex --config-docs``) and a test keeps it in step.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import ipaddress
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from codex.config_cli import build_parser, env_name, parse_value
 from codex.errors import ConfigError
 
-ENV_PREFIX = "CODEX_"
 # The program travels to the sandbox through its terminal and a pipe, so no argv limit
 # applies; this ceiling keeps the server-side syntax check and the replay sane.
 MAX_CODE_BYTES_CEILING = 1024 * 1024
@@ -211,77 +211,118 @@ class Settings:
     )
 
     def validate(self) -> Settings:
-        def need(ok: bool, name: str, why: str) -> None:
-            if not ok:
-                raise ConfigError(f"{name}: {why}")
-
-        need(0 <= self.port <= 65535, "port", "must be between 0 and 65535")
-        need(
-            0 < self.max_code_bytes <= MAX_CODE_BYTES_CEILING,
-            "max_code_bytes",
-            f"must be between 1 and {MAX_CODE_BYTES_CEILING}",
-        )
-        need(self.pool_size >= 0, "pool_size", "must be 0 or more")
-        need(self.engine_concurrency > 0, "engine_concurrency", "must be positive")
-        need(self.pool_share_window >= 0, "pool_share_window", "must be 0 or more")
-        need(self.shutdown_grace >= 0, "shutdown_grace", "must be 0 or more")
-        need(
-            not self.redis_url or self.redis_url.startswith(("redis://", "rediss://", "unix://")),
-            "redis_url",
-            "must be a redis:// or rediss:// URL",
-        )
-        need(
-            65536 <= self.sandbox_uid_base <= 2**31 - 2**24,
-            "sandbox_uid_base",
-            "must be between 65536 and 2130706432 (above host users, below 2^31)",
-        )
-        for name in (
-            "max_stdin_bytes",
-            "max_input_bytes",
-            "max_session_input_bytes",
-            "memory_limit_mb",
-            "pids_limit",
-            "max_sessions_per_ip",
-            "max_clients_per_ip",
-            "max_connections_per_ip",
-            "max_finished_sessions",
-            "finished_memory_mb",
-            "tmpfs_size_mb",
-            "tmpfs_inodes",
-            "shm_size_mb",
-            "nofile_limit",
-            "output_limit_bytes",
-            "max_sessions",
-            "term_rows",
-            "term_cols",
-            "detector_interval_ms",
-        ):
-            need(getattr(self, name) > 0, name, "must be positive")
-        for name in (
-            "time_limit",
-            "input_wait_limit",
-            "cpus",
-            "docker_timeout",
-            "session_ttl",
-            "disconnect_grace",
-            "instance_lease",
-            "http_idle_timeout",
-            "http_body_timeout",
-        ):
-            need(getattr(self, name) > 0, name, "must be positive")
-        need(self.memory_limit_mb >= 16, "memory_limit_mb", "must be at least 16")
-        if self.runtime == "local" and not self.allow_unsafe_local:
-            need(
-                is_loopback(self.host),
-                "runtime",
-                "the local runtime is unsandboxed and only listens on a loopback "
-                "address (set allow_unsafe_local to override)",
-            )
+        for check in _CHECKS:
+            check(self)
         return self
 
     @property
     def is_loopback(self) -> bool:
         return is_loopback(self.host)
+
+
+def _need(ok: bool, name: str, why: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}: {why}")
+
+
+def _check_port(s: Settings) -> None:
+    _need(0 <= s.port <= 65535, "port", "must be between 0 and 65535")
+
+
+def _check_code_size(s: Settings) -> None:
+    _need(
+        0 < s.max_code_bytes <= MAX_CODE_BYTES_CEILING,
+        "max_code_bytes",
+        f"must be between 1 and {MAX_CODE_BYTES_CEILING}",
+    )
+
+
+def _check_scheduling(s: Settings) -> None:
+    _need(s.pool_size >= 0, "pool_size", "must be 0 or more")
+    _need(s.engine_concurrency > 0, "engine_concurrency", "must be positive")
+    _need(s.pool_share_window >= 0, "pool_share_window", "must be 0 or more")
+    _need(s.shutdown_grace >= 0, "shutdown_grace", "must be 0 or more")
+
+
+def _check_redis(s: Settings) -> None:
+    _need(
+        not s.redis_url or s.redis_url.startswith(("redis://", "rediss://", "unix://")),
+        "redis_url",
+        "must be a redis:// or rediss:// URL",
+    )
+
+
+def _check_sandbox_uids(s: Settings) -> None:
+    _need(
+        65536 <= s.sandbox_uid_base <= 2**31 - 2**24,
+        "sandbox_uid_base",
+        "must be between 65536 and 2130706432 (above host users, below 2^31)",
+    )
+
+
+_MUST_BE_POSITIVE = (
+    "max_stdin_bytes",
+    "max_input_bytes",
+    "max_session_input_bytes",
+    "memory_limit_mb",
+    "pids_limit",
+    "max_sessions_per_ip",
+    "max_clients_per_ip",
+    "max_connections_per_ip",
+    "max_finished_sessions",
+    "finished_memory_mb",
+    "tmpfs_size_mb",
+    "tmpfs_inodes",
+    "shm_size_mb",
+    "nofile_limit",
+    "output_limit_bytes",
+    "max_sessions",
+    "term_rows",
+    "term_cols",
+    "detector_interval_ms",
+    "time_limit",
+    "input_wait_limit",
+    "cpus",
+    "docker_timeout",
+    "session_ttl",
+    "disconnect_grace",
+    "instance_lease",
+    "http_idle_timeout",
+    "http_body_timeout",
+)
+
+
+def _check_positive(s: Settings) -> None:
+    for name in _MUST_BE_POSITIVE:
+        _need(getattr(s, name) > 0, name, "must be positive")
+
+
+def _check_memory_floor(s: Settings) -> None:
+    _need(s.memory_limit_mb >= 16, "memory_limit_mb", "must be at least 16")
+
+
+def _check_local_runtime(s: Settings) -> None:
+    if s.runtime == "local" and not s.allow_unsafe_local:
+        _need(
+            is_loopback(s.host),
+            "runtime",
+            "the local runtime is unsandboxed and only listens on a loopback "
+            "address (set allow_unsafe_local to override)",
+        )
+
+
+# The checks run in this order and the first failure is the one reported, so the order
+# is part of what an operator sees when several settings are wrong at once.
+_CHECKS: tuple[Callable[[Settings], None], ...] = (
+    _check_port,
+    _check_code_size,
+    _check_scheduling,
+    _check_redis,
+    _check_sandbox_uids,
+    _check_positive,
+    _check_memory_floor,
+    _check_local_runtime,
+)
 
 
 def is_loopback(host: str) -> bool:
@@ -293,115 +334,17 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _fields() -> Sequence[dataclasses.Field[Any]]:
-    return dataclasses.fields(Settings)
-
-
-def _kind(f: dataclasses.Field[Any]) -> str:
-    return str(f.type).replace("tuple[str, ...]", "list")
-
-
-def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
-    kind = _kind(f)
-    try:
-        if kind == "bool":
-            low = raw.strip().lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off", ""):
-                return False
-            raise ValueError(raw)
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        if kind == "list":
-            return tuple(p.strip() for p in raw.split(",") if p.strip())
-    except ValueError:
-        raise ConfigError(f"{f.name}: {raw!r} is not a valid {kind}") from None
-    choices = f.metadata.get("choices")
-    if choices and raw not in choices:
-        raise ConfigError(f"{f.name}: {raw!r} is not one of {', '.join(choices)}")
-    return raw
-
-
-def env_name(name: str) -> str:
-    return ENV_PREFIX + name.upper()
-
-
 def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from the environment, then the command line; validated."""
     environ = os.environ if environ is None else environ
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    fields = dataclasses.fields(Settings)
+    args = build_parser(fields).parse_args(argv)
     values: dict[str, Any] = {}
-    for f in _fields():
+    for f in fields:
         raw = environ.get(env_name(f.name))
         if raw is not None:
-            values[f.name] = _parse(f, raw)
+            values[f.name] = parse_value(f, raw)
         given = getattr(args, f.name)
         if given is not None:
-            values[f.name] = _parse(f, given) if isinstance(given, str) else given
+            values[f.name] = parse_value(f, given) if isinstance(given, str) else given
     return Settings(**values).validate()
-
-
-def build_parser() -> argparse.ArgumentParser:
-    # Every flag's argparse default is None (so that "not given" lets the environment
-    # through): the help states the real default itself, not argparse's.
-    parser = argparse.ArgumentParser(
-        prog="python -m codex",
-        description="CodeX: run untrusted Python in Docker and stream it to browsers.",
-    )
-    for f in _fields():
-        flag = "--" + f.name.replace("_", "-")
-        choices = _choices(f)
-        text = f.metadata["help"]
-        if choices:
-            text += " One of: " + ", ".join(choices) + "."
-        default = _show(f.default)
-        where = f"env {env_name(f.name)}" + (f"; default: {default}" if default else "")
-        text = f"{text} ({where})".replace("%", "%%")
-        if _kind(f) == "bool":
-            parser.add_argument(flag, dest=f.name, action="store_const", const=True, help=text)
-        else:
-            parser.add_argument(flag, dest=f.name, metavar=_kind(f).upper(), help=text)
-    parser.add_argument(
-        "--config-docs", action="store_true", help="Print docs/configuration.md and exit."
-    )
-    return parser
-
-
-def _show(value: Any) -> str:
-    """A default as typed on the command line; "" when it is empty (no default)."""
-    if isinstance(value, tuple):
-        return ",".join(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _choices(f: dataclasses.Field[Any]) -> tuple[str, ...]:
-    return tuple(f.metadata.get("choices", ()))
-
-
-def config_docs() -> str:
-    lines = [
-        "# Configuration",
-        "",
-        "<!-- Generated by `python -m codex --config-docs`; tests/test_config.py checks it. -->",
-        "",
-        "Every option is a command-line flag and an environment variable; the flag wins.",
-        "",
-        "| flag | environment | type | default | meaning |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for f in _fields():
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata["help"].replace("|", "\\|")
-        choices = _choices(f)
-        if choices:
-            help_text += " One of: " + ", ".join(f"`{c}`" for c in choices) + "."
-        default = _show(f.default)
-        shown = f"`{default}`" if default else "(empty)"
-        lines.append(f"| `{flag}` | `{env_name(f.name)}` | {_kind(f)} | {shown} | {help_text} |")
-    return "\n".join(lines) + "\n"

@@ -35,6 +35,11 @@ def docker_problem() -> str | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # `fault` tests (one restarts the Docker engine) run after every other test; the
+    # order is otherwise the collection order (a stable partition).
+    faults = [item for item in items if item.get_closest_marker("fault")]
+    if faults:
+        items[:] = [item for item in items if not item.get_closest_marker("fault")] + faults
     if not any(item.get_closest_marker("docker") for item in items):
         return
     problem = docker_problem()

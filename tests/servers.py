@@ -7,7 +7,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -16,14 +15,9 @@ from pathlib import Path
 import tornado.httpclient
 
 from tests.harness import Harness
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _wait_until(check, timeout: float) -> None:  # type: ignore[no-untyped-def]

@@ -45,7 +45,7 @@ async def follow(session: Session, send: Send, *, include_echo: bool) -> None:
                 continue
             notice = None
             lag = log.total_chars - me.delivered
-            if session.followers[0] is not me and lag > VIEWER_MAX_LAG:
+            if session.presence.followers[0] is not me and lag > VIEWER_MAX_LAG:
                 cursor = log.seq_at(log.total_chars - VIEWER_RESUME)
                 notice = f"\r\n\x1b[0m[... {lag - VIEWER_RESUME} characters skipped ...]\r\n"
                 clean_start = include_echo

@@ -10,19 +10,18 @@ import tornado.web
 
 from codex.api.openapi import OPENAPI
 from codex.api.origins import origin_allowed
+from codex.api.requests import parse_execute
+from codex.cluster.locator import SessionLocator
 from codex.errors import (
     BadRequest,
     CodexError,
     MalformedJson,
     NotFound,
     PayloadTooLarge,
-    SessionNotFound,
     UnsupportedMediaType,
-    text_field,
 )
-from codex.languages import normalize_language
-from codex.sessions.screen import valid_size
-from codex.sessions.session import ExecuteRequest, SessionRegistry
+from codex.sessions.registry import SessionRegistry
+from codex.wire import ID_CHARS, INTERNAL_ERROR, RUNNING
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +107,7 @@ class JsonHandler(tornado.web.RequestHandler):
         elif isinstance(exc, tornado.web.HTTPError) and status_code < 500:
             body = {"error": exc.log_message or self._reason, "code": _http_code(status_code)}
         else:
-            body = {"error": "The server failed; the error was logged.", "code": "internal_error"}
+            body = {"error": "The server failed; the error was logged.", "code": INTERNAL_ERROR}
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps(body))
 
@@ -155,22 +154,6 @@ def _http_code(status: int) -> str:
     }.get(status, "http_error")
 
 
-def parse_execute(body: dict[str, Any]) -> ExecuteRequest:
-    """An execute request (HTTP body or Socket.IO payload), or the error naming the field.
-
-    An optional field that is null is the same as one left out (what the OpenAPI
-    document's ``nullable`` says); tests/unit/test_wire_bugs.py keeps the two in step."""
-    code = text_field(body.get("code"), "code")
-    language = body.get("language")
-    language = "python" if language is None else text_field(language, "language")
-    stdin = body.get("stdin")
-    stdin = "" if stdin is None else text_field(stdin, "stdin")
-    rows, cols = body.get("rows"), body.get("cols")
-    if rows is not None or cols is not None:
-        rows, cols = valid_size(rows, cols)
-    return ExecuteRequest(code, normalize_language(language), stdin, rows, cols)
-
-
 class ExecuteHandler(JsonHandler):
     def limit(self) -> int:
         s = self.registry.settings
@@ -189,40 +172,28 @@ class ExecuteHandler(JsonHandler):
         )
         for name, value in (await self.registry.admit("execute", client)).items():
             self.set_header(name, value)
-        session = await self.registry.create(parse_execute(self.json_body()), client)
-        status = session.result["status"] if session.result else "running"
+        request = parse_execute(self.json_body(), self.registry.settings)
+        session = await self.registry.create(request, client)
+        status = session.result["status"] if session.result else RUNNING
         self.set_header("Location", f"/api/sessions/{session.id}")
         self.send_json({"sessionId": session.id, "status": status}, 201)
 
 
 class SessionHandler(JsonHandler):
+    locator: SessionLocator
+
+    def initialize(self, registry: SessionRegistry, locator: SessionLocator | None = None) -> None:
+        super().initialize(registry)
+        # The locator holds no state of its own: a route table made without one (the
+        # OpenAPI test's) finds sessions the same way.
+        self.locator = locator or SessionLocator(registry)
+
     async def get(self, session_id: str) -> None:
-        try:
-            self.send_json(self.registry.get(session_id).describe())
-        except SessionNotFound:
-            # Owned by another instance: what the shared directory knows of it.
-            record = await self.registry.remote_record(session_id)
-            self.send_json(
-                {
-                    "sessionId": session_id,
-                    "state": record.get("state", "running"),
-                    "owner": record.get("owner"),
-                    "result": record.get("result"),
-                }
-            )
+        self.send_json((await self.locator.find(session_id)).describe())
 
     async def delete(self, session_id: str) -> None:
-        try:
-            session = self.registry.get(session_id)
-        except SessionNotFound:
-            record = await self.registry.remote_record(session_id)
-            assert self.registry.cluster is not None
-            await self.registry.cluster.send(
-                str(record["owner"]), {"op": "cancel", "sessionId": session_id, "sid": ""}
-            )
-            self.send_json({"sessionId": session_id, "state": "running"}, 202)
-            return
-        session.cancel()
+        session = await self.locator.find(session_id)
+        await session.cancel()
         self.send_json({"sessionId": session.id, "state": session.state}, 202)
 
 
@@ -267,12 +238,13 @@ class NotFoundHandler(JsonHandler):
 
 
 def routes(
-    registry: SessionRegistry,
+    registry: SessionRegistry, locator: SessionLocator | None = None
 ) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:
     args = {"registry": registry}
+    found = {**args, "locator": locator}
     return [
         (r"/api/execute", ExecuteHandler, args),
-        (r"/api/sessions/([A-Za-z0-9_\-]{1,64})", SessionHandler, args),
+        (rf"/api/sessions/({ID_CHARS})", SessionHandler, found),
         (r"/api/openapi\.json", OpenAPIHandler, args),
         (r"/healthz", HealthHandler, args),
         (r"/readyz", ReadyHandler, args),

@@ -1,6 +1,6 @@
 """The OpenAPI 3 description of the HTTP API, served at /api/openapi.json.
 
-tests/test_openapi.py checks it against the route table and the handlers' answers.
+tests/e2e/test_openapi.py checks it against the route table and the handlers' answers.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import re
 from typing import Any
 
 from codex.languages import LANGUAGES
-from codex.sessions.screen import MAX_COLS, MAX_DIMENSION, MAX_ROWS
+from codex.sessions.sizes import MAX_COLS, MAX_DIMENSION, MAX_ROWS
+from codex.wire import ID_PATTERN, RESULT_SCHEMA, STATES
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -54,7 +55,7 @@ _SESSION_ID = {
     "name": "sessionId",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+    "schema": {"type": "string", "pattern": ID_PATTERN},
 }
 
 OPENAPI: dict[str, Any] = {
@@ -202,29 +203,7 @@ OPENAPI: dict[str, Any] = {
             "Result": {
                 "type": "object",
                 "nullable": True,
-                "properties": {
-                    "sessionId": {"type": "string"},
-                    "status": {
-                        "type": "string",
-                        "enum": [
-                            "ok",
-                            "syntax_error",
-                            "runtime_error",
-                            "timeout",
-                            "memory_limit",
-                            "output_limit",
-                            "cancelled",
-                            "internal_error",
-                        ],
-                    },
-                    "exitCode": {"type": "integer", "nullable": True},
-                    "signal": {"type": "string", "nullable": True},
-                    "durationMs": {"type": "integer", "description": "Running time."},
-                    "cpuMs": {"type": "integer", "nullable": True},
-                    "memoryPeakBytes": {"type": "integer", "nullable": True},
-                    "outputBytes": {"type": "integer"},
-                    "truncated": {"type": "boolean"},
-                },
+                "properties": RESULT_SCHEMA,
             },
             "Session": {
                 "type": "object",
@@ -232,7 +211,7 @@ OPENAPI: dict[str, Any] = {
                 "properties": {
                     "sessionId": {"type": "string"},
                     "language": {"type": "string"},
-                    "state": {"type": "string", "enum": ["starting", "running", "finished"]},
+                    "state": {"type": "string", "enum": list(STATES)},
                     "createdAt": {"type": "number"},
                     "waitingForInput": {"type": "boolean"},
                     "prompt": {"type": "string", "nullable": True},

@@ -18,37 +18,32 @@ from typing import Any
 
 import socketio
 
-from codex.api.follow import follow, merge_output
-from codex.api.http import parse_execute
+from codex.api.follow import merge_output
 from codex.api.origins import origin_allowed
+from codex.api.requests import parse_execute, terminal_size, typed_text
 from codex.api.sio_server import BoundedServer
-from codex.cluster.directory import Cluster, RemoteSession
-from codex.errors import (
-    BadRequest,
-    CodexError,
-    PayloadTooLarge,
-    RateLimited,
-    SessionNotFound,
-    field_error,
-    text_field,
-)
-from codex.sessions.eventlog import OUTPUT, Entry
-from codex.sessions.screen import valid_size
-from codex.sessions.session import FRAME_CHARS, Session, SessionRegistry
+from codex.cluster.locator import SessionHandle, SessionLocator
+from codex.errors import BadRequest, CodexError, RateLimited, field_error
+from codex.sessions.eventlog import Entry
+from codex.sessions.output import FRAME_CHARS
+from codex.sessions.registry import SessionRegistry
+from codex.wire import ERROR, INTERNAL_ERROR, OUTPUT
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[["SocketIOTransport", str, Any], Awaitable[Any]]
 
 MAX_INFLIGHT = 16  # events of one client handled at once
+MAX_HANDLES = 32  # sessions a client joined whose handles it keeps
 
 
 @dataclass
 class Client:
     address: str = "unknown"
     following: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    # Sessions this client follows on other instances: session id -> owner instance.
-    remote: dict[str, str] = field(default_factory=dict)
+    # The sessions this client joined, oldest first: its events go to the same
+    # handle its output comes from (for a remote session, failures come back there).
+    handles: dict[str, SessionHandle] = field(default_factory=dict)
     current: str | None = None
     inflight: int = 0  # events of this client being handled now
 
@@ -79,12 +74,12 @@ def _event(fn: Handler) -> Handler:
             session_id = data.get("sessionId") if isinstance(data, dict) else None
             if isinstance(session_id, str) and "sessionId" not in body:
                 body["sessionId"] = session_id
-            await self.sio.emit("error", body, to=sid)
+            await self.sio.emit(ERROR, body, to=sid)
             return body
         except Exception:
             log.exception("socket.io %s failed", fn.__name__)
-            body = {"error": "The server failed; the error was logged.", "code": "internal_error"}
-            await self.sio.emit("error", body, to=sid)
+            body = {"error": "The server failed; the error was logged.", "code": INTERNAL_ERROR}
+            await self.sio.emit(ERROR, body, to=sid)
             return body
         finally:
             if client is not None and client.inflight > 0:
@@ -94,17 +89,18 @@ def _event(fn: Handler) -> Handler:
 
 
 class SocketIOTransport:
-    def __init__(self, registry: SessionRegistry) -> None:
+    def __init__(self, registry: SessionRegistry, locator: SessionLocator) -> None:
         self.registry = registry
+        self.locator = locator
         settings = registry.settings
         max_message = settings.max_code_bytes + settings.max_stdin_bytes + 16 * 1024
-        manager = socketio.AsyncRedisManager(settings.redis_url) if settings.redis_url else None
+        # Every emit goes to a client of this server (output of a session owned
+        # elsewhere is relayed here by the locator's handle), so no Redis manager.
         self.sio = BoundedServer(
             address=self._address,
             max_clients_per_ip=settings.max_clients_per_ip,
             counts=registry.open_clients,
             async_mode="tornado",
-            client_manager=manager,
             cors_allowed_origins=self._origin_ok,
             max_http_buffer_size=max_message,
             cors_credentials=False,  # no cookies are used: never credentials with `*`
@@ -153,8 +149,6 @@ class SocketIOTransport:
         if client is not None:
             for task in client.following.values():
                 task.cancel()
-            for session_id, owner in client.remote.items():
-                await self._relay(owner, "leave", session_id, sid)
 
     # -- events ---------------------------------------------------------------------------
 
@@ -163,19 +157,9 @@ class SocketIOTransport:
         session_id = _session_id(data, None)
         client = self._client(sid)
         await self.registry.admit("join", client.address)
-        try:
-            session = self.registry.get(session_id)
-        except SessionNotFound:
-            owner, record = await self._remote_owner(session_id)
-            client.current = session_id
-            if owner is None:  # its instance is gone: say how it ended, once
-                await self._report_lost(sid, session_id, record)
-                return {"sessionId": session_id, "state": "finished"}
-            client.remote[session_id] = owner
-            await self._relay(owner, "follow", session_id, sid)
-            return {"sessionId": session_id, "state": record.get("state", "running")}
-        self._follow(sid, session)
-        return {"sessionId": session.id, "state": session.state}
+        handle = await self.locator.find(session_id)
+        self._follow(sid, handle)
+        return {"sessionId": handle.id, "state": handle.state}
 
     @_event
     async def on_leave(self, sid: str, data: Any) -> dict[str, Any]:
@@ -184,9 +168,7 @@ class SocketIOTransport:
         task = client.following.pop(session_id, None)
         if task is not None:
             task.cancel()
-        owner = client.remote.pop(session_id, None)
-        if owner is not None:
-            await self._relay(owner, "leave", session_id, sid)
+        client.handles.pop(session_id, None)
         if client.current == session_id:
             client.current = None
         return {"sessionId": session_id}
@@ -195,13 +177,8 @@ class SocketIOTransport:
     async def on_input(self, sid: str, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise field_error("input", "a string")
-        text = text_field(data.get("input"), "input")
-        if len(text.encode("utf-8")) > self.registry.settings.max_input_bytes:
-            raise PayloadTooLarge(
-                f"An input may be at most {self.registry.settings.max_input_bytes} bytes.",
-                field="input",
-            )
-        session = self._target(sid, data)
+        text = typed_text(data.get("input"), self.registry.settings, "input")
+        session = await self._target(sid, data)
         await session.send_input(text)
         return {"sessionId": session.id}
 
@@ -211,29 +188,29 @@ class SocketIOTransport:
             raise BadRequest("`execute` takes an object {code, language}.")
         address = self._client(sid).address
         await self.registry.admit("execute", address)
-        session = await self.registry.create(parse_execute(data), address)
+        session = await self.registry.create(parse_execute(data, self.registry.settings), address)
         await self.sio.emit("session", {"sessionId": session.id}, to=sid)
-        self._follow(sid, session)
+        self._follow(sid, self.locator.handle(session))
         return {"sessionId": session.id}
 
     @_event
     async def on_resize(self, sid: str, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise BadRequest("`resize` takes an object {rows, cols}.")
-        rows, cols = valid_size(data.get("rows"), data.get("cols"))
-        session = self._target(sid, data)
+        rows, cols = terminal_size(data.get("rows"), data.get("cols"))
+        session = await self._target(sid, data)
         await session.resize(rows, cols, wait=True)
         return {"sessionId": session.id}
 
     @_event
     async def on_interrupt(self, sid: str, data: Any) -> dict[str, Any]:
-        session = self._target(sid, data)
+        session = await self._target(sid, data)
         await session.write(b"\x03")
         return {"sessionId": session.id}
 
     @_event
     async def on_eof(self, sid: str, data: Any) -> dict[str, Any]:
-        session = self._target(sid, data)
+        session = await self._target(sid, data)
         await session.write(b"\x04")
         return {"sessionId": session.id}
 
@@ -242,88 +219,19 @@ class SocketIOTransport:
     def _client(self, sid: str) -> Client:
         return self.clients.setdefault(sid, Client())
 
-    def _target(self, sid: str, data: Any) -> Session | RemoteSession:
+    async def _target(self, sid: str, data: Any) -> SessionHandle:
         client = self._client(sid)
         session_id = _session_id(data, client.current)
-        owner = client.remote.get(session_id)
-        if owner is not None and self.cluster is not None:
-            return RemoteSession(self.cluster, owner, session_id, sid)
-        return self.registry.get(session_id)
+        handle = client.handles.get(session_id)
+        return handle if handle is not None else await self.locator.find(session_id)
 
-    # -- other instances (only with redis_url) ----------------------------------------------
-
-    @property
-    def cluster(self) -> Cluster | None:
-        return self.registry.cluster
-
-    async def _remote_owner(self, session_id: str) -> tuple[str | None, dict[str, Any]]:
-        """(owner instance if alive, directory record); SessionNotFound if none."""
-        record = await self.registry.remote_record(session_id)
-        assert self.cluster is not None  # remote_record found one, so there is a cluster
-        owner = str(record.get("owner"))
-        if record.get("lost") or not await self.cluster.alive(owner):
-            return None, record
-        return owner, record
-
-    async def _relay(self, owner: str, op: str, session_id: str, sid: str) -> None:
-        if self.cluster is not None:
-            await self.cluster.send(owner, {"op": op, "sessionId": session_id, "sid": sid})
-
-    async def _report_lost(self, sid: str, session_id: str, record: dict[str, Any]) -> None:
-        assert self.cluster is not None
-        error, result = await self.cluster.lost_ending(session_id, record)
-        await self.sio.emit("error", error, to=sid)
-        await self.sio.emit("execution_complete", result, to=sid)
-
-    async def on_command(self, command: dict[str, Any]) -> None:
-        """A client of another instance asks something of a session this one owns."""
-        op, sid = command.get("op"), command.get("sid")
-        if not isinstance(sid, str) or not sid:
-            sid = None  # nobody to answer (an HTTP DELETE): never emit to "everyone"
-        try:
-            session = self.registry.get(command.get("sessionId"))
-            if op == "cancel":
-                session.cancel()
-            elif op == "input":
-                await session.send_input(str(command.get("input", "")))
-            elif op == "write":
-                await session.write(str(command.get("data", "")).encode("utf-8"))
-            elif op == "resize":
-                await session.resize(*valid_size(command.get("rows"), command.get("cols")))
-            elif op == "follow" and sid is not None:
-                self._follow(sid, session)
-            elif op == "leave" and sid is not None:
-                task = self._client(sid).following.pop(session.id, None)
-                if task is not None:
-                    task.cancel()
-        except CodexError as exc:
-            if sid is not None:
-                await self.sio.emit(
-                    "error", {**exc.to_json(), "sessionId": command.get("sessionId")}, to=sid
-                )
-
-    async def watch_owners(self) -> None:
-        """Clients here following sessions elsewhere hear when an owner dies: once
-        its lease expires, the session ends for them as an internal error."""
-        while True:
-            await asyncio.sleep(1.0)
-            if self.cluster is None:
-                return
-            alive: dict[str, bool] = {}
-            for sid, client in list(self.clients.items()):
-                for session_id, owner in list(client.remote.items()):
-                    if owner not in alive:
-                        alive[owner] = await self.cluster.alive(owner)
-                    if alive[owner]:
-                        continue
-                    client.remote.pop(session_id, None)
-                    record = await self.cluster.lookup(session_id) or {"owner": owner}
-                    if record.get("state") != "finished" or record.get("lost"):
-                        await self._report_lost(sid, session_id, record)
-
-    def _follow(self, sid: str, session: Session) -> None:
+    def _follow(self, sid: str, session: SessionHandle) -> None:
         client = self._client(sid)
         client.current = session.id
+        client.handles.pop(session.id, None)
+        client.handles[session.id] = session
+        while len(client.handles) > MAX_HANDLES:
+            client.handles.pop(next(iter(client.handles)))
         old = client.following.pop(session.id, None)
         if old is not None:
             old.cancel()  # a second join starts over: a full replay, no duplicates after it
@@ -331,18 +239,18 @@ class SocketIOTransport:
         client.following[session.id] = task
         task.add_done_callback(lambda t: _forget(client, session.id, t))
 
-    async def _deliver(self, sid: str, session: Session) -> None:
+    async def _deliver(self, sid: str, session: SessionHandle) -> None:
         async def send(entries: list[Entry]) -> None:
             for kind, body in merge_output(entries, FRAME_CHARS):
                 if kind == OUTPUT:
-                    await self.sio.emit("output", {"output": body, "sessionId": session.id}, to=sid)
+                    await self.sio.emit(OUTPUT, {"output": body, "sessionId": session.id}, to=sid)
                 else:
                     await self.sio.emit(kind, body, to=sid)
 
             await _drain_queue(self.sio, sid)
 
         try:
-            await follow(session, send, include_echo=False)
+            await session.follow(send, include_echo=False)
         except asyncio.CancelledError:
             pass  # the client left or joined again: a normal end
 

@@ -20,25 +20,25 @@ import asyncio
 import contextlib
 import json
 import logging
-import uuid
 from typing import Any
 
 import tornado.websocket
 
-from codex.api.follow import follow, merge_output
+from codex.api.follow import merge_output
 from codex.api.origins import origin_allowed
-from codex.cluster.directory import Cluster, RemoteSession
+from codex.api.requests import terminal_size, typed_bytes, typed_text
+from codex.cluster.locator import SessionHandle, SessionLocator
 from codex.errors import (
     CodexError,
     InvalidField,
-    PayloadTooLarge,
     RateLimited,
+    SessionFinished,
     SessionNotFound,
-    text_field,
 )
-from codex.sessions.eventlog import OUTPUT, Entry
-from codex.sessions.screen import valid_size
-from codex.sessions.session import FRAME_CHARS, Session, SessionRegistry
+from codex.sessions.eventlog import Entry
+from codex.sessions.output import FRAME_CHARS
+from codex.sessions.registry import SessionRegistry
+from codex.wire import ERROR, ID_CHARS, OUTPUT
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +48,17 @@ CLOSE_RATE_LIMITED = 4429  # WebSocket close code: too many attaches from this a
 
 class TerminalHandler(tornado.websocket.WebSocketHandler):
     registry: SessionRegistry
+    locator: SessionLocator
     raw: bool
-    session: Session | RemoteSession | None = None
+    session: SessionHandle | None = None
     _task: asyncio.Task[None] | None = None
     _client: str | None = None  # the address counted in registry.open_clients
 
-    def initialize(self, registry: SessionRegistry, raw: bool = False) -> None:
+    def initialize(
+        self, registry: SessionRegistry, locator: SessionLocator, raw: bool = False
+    ) -> None:
         self.registry = registry
+        self.locator = locator
         self.raw = raw
 
     def check_origin(self, origin: str) -> bool:
@@ -68,13 +72,10 @@ class TerminalHandler(tornado.websocket.WebSocketHandler):
         try:
             self._count_client(client)
             await self.registry.admit("join", client)
-            try:
-                session: Session | RemoteSession = self.registry.get(session_id)
-            except SessionNotFound:
-                session = await self._remote(session_id)
+            session = await self.locator.find(session_id)
         except (SessionNotFound, RateLimited) as exc:
             if not self.raw:
-                await self._send(["error", exc.to_json()])
+                await self._send([ERROR, exc.to_json()])
             code = CLOSE_NOT_FOUND if isinstance(exc, SessionNotFound) else CLOSE_RATE_LIMITED
             self.close(code, exc.code)
             return
@@ -82,58 +83,9 @@ class TerminalHandler(tornado.websocket.WebSocketHandler):
         self.set_nodelay(True)  # keystroke echo is latency-bound
         if not self.raw:
             await self._send(["setup", {}])
-        if isinstance(session, RemoteSession):
-            self._task = asyncio.ensure_future(self._relay(session))
-        else:
-            self._task = asyncio.ensure_future(self._deliver(session))
+        self._task = asyncio.ensure_future(self._deliver(session))
 
-    async def _remote(self, session_id: str) -> RemoteSession:
-        """A session owned by another instance (with redis_url); SessionNotFound if none."""
-        record = await self.registry.remote_record(session_id)
-        cluster = self.registry.cluster
-        assert cluster is not None
-        return RemoteSession(cluster, str(record.get("owner")), session_id)
-
-    async def _relay(self, session: RemoteSession) -> None:
-        """The owner follows the session for us and publishes the messages on a channel
-        of our own; they are passed on as they come. Without the owner's lease, the
-        session is lost and the client is told so."""
-        cluster = session.cluster
-        channel = uuid.uuid4().hex
-        try:
-            async with cluster.subscription(channel) as pubsub:
-                await session.send_command("term-follow", channel=channel)
-                while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if message is None:
-                        if not await cluster.alive(session.owner):
-                            await self._lost(session)
-                            return
-                        continue
-                    parsed = json.loads(message["data"])
-                    if self.raw and parsed[0] == "stdout":
-                        await self._send_raw(parsed[1])
-                    elif not self.raw:
-                        await self._send(parsed)
-                    if parsed[0] == "disconnect":
-                        self.close(1000, "finished")
-                        return
-        except (asyncio.CancelledError, tornado.websocket.WebSocketClosedError):
-            pass  # the client left: a normal end
-        finally:
-            with contextlib.suppress(Exception):
-                await session.send_command("term-leave", channel=channel)
-
-    async def _lost(self, session: RemoteSession) -> None:
-        record = await session.cluster.lookup(session.id) or {"owner": session.owner}
-        error, result = await session.cluster.lost_ending(session.id, record)
-        if not self.raw:
-            await self._send(["error", error])
-            await self._send(["execution_complete", result])
-            await self._send(["disconnect", 1])
-        self.close(1000, "lost")
-
-    async def _deliver(self, session: Session) -> None:
+    async def _deliver(self, session: SessionHandle) -> None:
         async def send(entries: list[Entry]) -> None:
             for message in terminal_messages(entries):
                 if self.raw:
@@ -143,10 +95,10 @@ class TerminalHandler(tornado.websocket.WebSocketHandler):
                     await self._send(message)
 
         try:
-            await follow(session, send, include_echo=True)
+            ending = await session.follow(send, include_echo=True)
             if not self.raw:
                 await self._send(["disconnect", 1])
-            self.close(1000, "finished")
+            self.close(1000, ending)
         except (asyncio.CancelledError, tornado.websocket.WebSocketClosedError):
             pass  # the client left: a normal end
 
@@ -169,9 +121,9 @@ class TerminalHandler(tornado.websocket.WebSocketHandler):
         except CodexError as exc:
             log.info("terminal %s: %s %s", session.id[:8], exc.code, exc.message)
             if not self.raw:
-                await self._send(["error", {**exc.to_json(), "sessionId": session.id}])
+                await self._send([ERROR, {**exc.to_json(), "sessionId": session.id}])
 
-    async def _command(self, session: Session | RemoteSession, message: str | bytes) -> None:
+    async def _command(self, session: SessionHandle, message: str | bytes) -> None:
         try:
             parsed = json.loads(message)
         except (ValueError, UnicodeDecodeError):
@@ -182,18 +134,18 @@ class TerminalHandler(tornado.websocket.WebSocketHandler):
         if kind == "stdin":
             if len(args) != 1:
                 raise InvalidField('"stdin" takes one string.', field="stdin")
-            await self._write(session, text_field(args[0], "stdin").encode("utf-8"))
+            text = typed_text(args[0], self.registry.settings, "stdin")
+            await self._write(session, text.encode("utf-8"))
         elif kind == "set_size":
-            rows, cols = valid_size(*[*args, None, None][:2])
+            rows, cols = terminal_size(*[*args, None, None][:2])
             await session.resize(rows, cols)
         else:
             raise InvalidField(f"Unknown message {kind!r}; expected stdin or set_size.")
 
-    async def _write(self, session: Session | RemoteSession, data: bytes) -> None:
-        limit = self.registry.settings.max_input_bytes
-        if len(data) > limit:
-            raise PayloadTooLarge(f"A message may carry at most {limit} bytes.", field="stdin")
-        if not isinstance(session, Session) or not session.finished:
+    async def _write(self, session: SessionHandle, data: bytes) -> None:
+        typed_bytes(data, self.registry.settings, "stdin")
+        # Keys typed after the end are dropped, not answered: the view is closing.
+        with contextlib.suppress(SessionFinished):
             await session.write(data)
 
     def _count_client(self, client: str) -> None:
@@ -225,59 +177,11 @@ def terminal_messages(entries: list[Entry]) -> list[list[Any]]:
     ]
 
 
-class TerminalRelays:
-    """The owner's side of terminal streams relayed to other instances."""
-
-    def __init__(self, registry: SessionRegistry) -> None:
-        self.registry = registry
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-
-    async def on_command(self, command: dict[str, Any]) -> bool:
-        """Handle `term-follow` / `term-leave`; False for any other command."""
-        op, channel = command.get("op"), command.get("channel")
-        if op not in ("term-follow", "term-leave") or not isinstance(channel, str):
-            return False
-        if op == "term-leave":
-            task = self._tasks.pop(channel, None)
-            if task is not None:
-                task.cancel()
-            return True
-        cluster = self.registry.cluster
-        try:
-            session = self.registry.get(command.get("sessionId"))
-        except SessionNotFound as exc:
-            if cluster is not None:
-                await cluster.publish(channel, ["error", exc.to_json()])
-                await cluster.publish(channel, ["disconnect", 1])
-            return True
-        assert cluster is not None
-        task = asyncio.ensure_future(self._publish(cluster, channel, session))
-        self._tasks[channel] = task
-        task.add_done_callback(lambda t: self._tasks.pop(channel, None))
-        return True
-
-    async def _publish(self, cluster: Cluster, channel: str, session: Session) -> None:
-        # Published, not awaited by the reader: a remote terminal never holds the
-        # program back (no flow control across instances).
-        async def send(entries: list[Entry]) -> None:
-            for message in terminal_messages(entries):
-                await cluster.publish(channel, message)
-
-        with contextlib.suppress(asyncio.CancelledError):
-            await follow(session, send, include_echo=True)
-            await cluster.publish(channel, ["disconnect", 1])
-
-    def stop(self) -> None:
-        for task in self._tasks.values():
-            task.cancel()
-
-
-def routes(registry: SessionRegistry) -> list[tuple[str, Any, dict[str, Any]]]:
+def routes(
+    registry: SessionRegistry, locator: SessionLocator
+) -> list[tuple[str, Any, dict[str, Any]]]:
+    args = {"registry": registry, "locator": locator}
     return [
-        (r"/ws/terminal/([A-Za-z0-9_\-]{1,64})", TerminalHandler, {"registry": registry}),
-        (
-            r"/ws/terminal/([A-Za-z0-9_\-]{1,64})/raw",
-            TerminalHandler,
-            {"registry": registry, "raw": True},
-        ),
+        (rf"/ws/terminal/({ID_CHARS})", TerminalHandler, args),
+        (rf"/ws/terminal/({ID_CHARS})/raw", TerminalHandler, {**args, "raw": True}),
     ]

@@ -1,1 +1,2 @@
-"""Several servers behind one address: the shared session directory and commands between servers."""
+"""Several servers behind one address: the shared session directory, the typed commands
+between servers, and the one place that knows where a session runs (locator)."""

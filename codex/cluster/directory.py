@@ -6,12 +6,11 @@ With it, each instance
 - holds a lease, ``codex:instance:<id>``, renewed every third of ``instance_lease``;
 - records each session it owns in a directory, ``codex:session:<id>`` (owner, state,
   and the verdict once finished), so any instance can answer for any session;
-- listens on ``codex:commands:<id>`` for commands that other instances relay from
-  their clients (follow, input, resize, write, cancel, leave).
+- listens on ``codex:commands:<id>`` for the commands (codex.cluster.commands) that
+  other instances send for their clients, and streams a session's log to a follower
+  elsewhere on ``codex:relay:<channel>`` (codex.cluster.locator).
 
-Socket.IO fan-out rides on python-socketio's own AsyncRedisManager: the owner emits
-to a client connected to another instance as if it were local. Rate limits share
-Redis through the `limits` library. Neither is home-made here.
+Rate limits share Redis through the `limits` library, not through this module.
 """
 
 from __future__ import annotations
@@ -26,36 +25,14 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from codex.cluster.commands import Command, Relayed, decode_command, decode_relayed, encode
+from codex.wire import FINISHED, INTERNAL_ERROR, result_object
+
 log = logging.getLogger(__name__)
 
-Handler = Callable[[dict[str, Any]], Awaitable[None]]
+Handler = Callable[[Command], Awaitable[None]]
 
 SESSION_RECORD_TTL = 24 * 3600  # seconds a directory entry outlives its session at most
-
-
-class RemoteSession:
-    """A session owned by another instance: what a client asks of it is relayed."""
-
-    def __init__(self, cluster: Cluster, owner: str, session_id: str, sid: str = "") -> None:
-        self.cluster = cluster
-        self.owner = owner
-        self.id = session_id
-        self.sid = sid
-
-    async def send_command(self, op: str, **args: Any) -> None:
-        await self.cluster.send(
-            self.owner, {"op": op, "sessionId": self.id, "sid": self.sid, **args}
-        )
-
-    async def send_input(self, text: str) -> None:
-        await self.send_command("input", input=text)
-
-    async def write(self, data: bytes) -> None:
-        await self.send_command("write", data=data.decode("utf-8", "replace"))
-
-    async def resize(self, rows: int, cols: int, *, wait: bool = False) -> None:
-        # `wait` is the owner's business: a relayed resize is applied there.
-        await self.send_command("resize", rows=rows, cols=cols)
 
 
 class Cluster:
@@ -140,57 +117,52 @@ class Cluster:
             result = await self.mark_lost(session_id, record)
         error = {
             "error": "The server running this program stopped; the program is lost.",
-            "code": "internal_error",
+            "code": INTERNAL_ERROR,
             "sessionId": session_id,
         }
         return error, result
 
     async def mark_lost(self, session_id: str, record: dict[str, Any]) -> dict[str, Any]:
         """A session whose owner died: finished, as an internal error, for everyone."""
-        result = {
-            "sessionId": session_id,
-            "status": "internal_error",
-            "exitCode": None,
-            "signal": None,
-            "durationMs": 0,
-            "cpuMs": None,
-            "memoryPeakBytes": None,
-            "outputBytes": 0,
-            "truncated": False,
-        }
-        lost = {**record, "state": "finished", "result": result, "lost": True}
+        result = result_object(session_id, INTERNAL_ERROR)
+        lost = {**record, "state": FINISHED, "result": result, "lost": True}
         await self.redis.set(self._session_key(session_id), json.dumps(lost), ex=SESSION_RECORD_TTL)
         return result
 
     # -- commands between instances -----------------------------------------------------------
 
-    async def send(self, instance: str, command: dict[str, Any]) -> None:
-        await self.redis.publish(self._channel(instance), json.dumps(command))
+    async def send(self, instance: str, command: Command) -> None:
+        await self.redis.publish(self._channel(instance), encode(command))
 
     async def _listen(self) -> None:
         assert self._pubsub is not None and self._handler is not None
         async for message in self._pubsub.listen():
             if message.get("type") != "message":
                 continue
+            command = decode_command(message["data"])
+            if command is None:
+                continue  # decode_command said why
             try:
-                command = json.loads(message["data"])
-                if isinstance(command, dict):
-                    await self._handler(command)
+                await self._handler(command)
             except Exception:
                 log.exception("a command from another instance failed")
 
-    # -- terminal streams relayed from the owner ---------------------------------------------
+    # -- a session's log relayed from its owner ------------------------------------------------
 
-    async def publish(self, channel: str, message: list[Any]) -> None:
-        await self.redis.publish(f"codex:relay:{channel}", json.dumps(message))
+    async def publish(self, channel: str, message: Relayed) -> int:
+        """Publish on a relay channel; the number of followers that got it (0: gone)."""
+        receivers = await self.redis.publish(f"codex:relay:{channel}", encode(message))
+        return int(receivers)
 
     @contextlib.asynccontextmanager
-    async def subscription(self, channel: str) -> AsyncIterator[Any]:
+    async def subscription(self, channel: str) -> AsyncIterator[Subscription]:
         """A relay channel, subscribed before the owner is asked to publish on it."""
         pubsub: Any = self.redis.pubsub()
         await pubsub.subscribe(f"codex:relay:{channel}")
         try:
-            yield pubsub
+            subscription = Subscription(pubsub)
+            await subscription.confirmed()
+            yield subscription
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
@@ -206,3 +178,34 @@ class Cluster:
     @staticmethod
     def _session_key(session_id: str) -> str:
         return f"codex:session:{session_id}"
+
+
+class Subscription:
+    """The follower's end of a relay channel: decoded messages, in order."""
+
+    CONFIRM_WAIT = 5.0  # seconds to wait for Redis to confirm the subscription
+
+    def __init__(self, pubsub: Any) -> None:
+        self._pubsub = pubsub
+
+    async def confirmed(self) -> None:
+        # The owner stops relaying when nobody receives what it publishes, so the
+        # subscription must be in place before it is asked to start.
+        deadline = time.monotonic() + self.CONFIRM_WAIT
+        while time.monotonic() < deadline:
+            raw = await self._pubsub.get_message(timeout=deadline - time.monotonic())
+            if raw is not None and raw.get("type") == "subscribe":
+                return
+        log.warning("Redis did not confirm a relay subscription in %g s", self.CONFIRM_WAIT)
+
+    async def next(self, timeout: float) -> Relayed | None:
+        """The next message; None if none came within ``timeout`` seconds."""
+        while True:
+            raw = await self._pubsub.get_message(timeout=timeout)
+            if raw is None:
+                return None
+            if raw.get("type") != "message":
+                continue
+            message = decode_relayed(raw["data"])
+            if message is not None:
+                return message

@@ -1,25 +1,21 @@
 """The runtime interface: start a program on a terminal, move bytes, report how it ended.
 
 A runtime knows nothing of sessions or transports. Both backends run the same
-supervisor (``codex.runtime.sandbox``) on the terminal, which ends the stream with a
-result record; :class:`ResultScanner` takes that record out of the byte stream.
+supervisor on the terminal; what it says is in :mod:`codex.runtime.protocol`.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
-import json
-import os
-import secrets
-import stat
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from codex.errors import SandboxError
-from codex.runtime.sandbox import CHILD_SOURCE, SUPERVISOR_SOURCE
+from codex.runtime.protocol import GO, NEW, ResultScanner, job_bytes, sync_record
+from codex.runtime.terminal_io import write_to_terminal
 
 # A read that found data waiting takes whatever else is ready too (up to BATCH bytes):
 # one trip through the output pipeline per batch, not per kernel read (a pty gives at
@@ -34,9 +30,6 @@ SMALL_READ = 2048
 BUSY_GAP = 0.002
 COALESCE_DELAY = 0.01
 COALESCE_MAX = 0.1
-
-RESULT_OSC = b"\x1b]6973;"
-RESULT_END = b"\x07"
 
 
 @dataclass(frozen=True)
@@ -130,7 +123,7 @@ class Execution(abc.ABC):
             raise SandboxError("the sandbox did not get ready in time") from None
 
     async def begin(self, spec: ExecSpec) -> None:
-        await self._send(job_bytes(spec))
+        await self._send(job_bytes(spec.code, spec.rows, spec.cols))
 
     async def started(self) -> None:
         """Return once the program may run: the supervisor said `go` (or it ended).
@@ -184,8 +177,7 @@ class Execution(abc.ABC):
             return False
         self._syncs_sent += 1
         number = self._syncs_sent
-        record = RESULT_OSC + self.nonce.encode() + b";sync:%d" % number + RESULT_END
-        if not write_to_terminal(pid, record):
+        if not write_to_terminal(pid, sync_record(self.nonce, number)):
             return False
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._sync_waiters.append((number, waiter))
@@ -263,147 +255,9 @@ class Runtime(abc.ABC):
         """Remove sandboxes of other instances not in `live` (shared engine only)."""
 
 
-PTY_SLAVE_MAJORS = range(136, 144)  # UNIX98 pty slaves
-
-
-def open_terminal(pid: int, flags: int) -> int | None:
-    """The session's terminal, opened through the supervisor's fd 0 and checked to be
-    a pty slave before anything else is done with it; None if it cannot be."""
-    try:
-        fd = os.open(f"/proc/{pid}/fd/0", flags | os.O_NOCTTY | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISCHR(st.st_mode) and os.major(st.st_rdev) in PTY_SLAVE_MAJORS:
-            return fd
-    except OSError:
-        pass
-    os.close(fd)
-    return None
-
-
-def write_to_terminal(pid: int, data: bytes) -> bool:
-    """Queue bytes on the terminal's output side (they come out of the stream).
-    Never blocks: a terminal stopped by Ctrl-S just refuses."""
-    fd = open_terminal(pid, os.O_WRONLY)
-    if fd is None:
-        return False
-    try:
-        return os.write(fd, data) == len(data)
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
-def supervisor_command(python: str) -> list[str]:
-    return [python, "-I", "-S", "-c", SUPERVISOR_SOURCE, CHILD_SOURCE]
-
-
-def job_bytes(spec: ExecSpec) -> bytes:
-    payload = json.dumps({"code": spec.code, "rows": spec.rows, "cols": spec.cols}).encode()
-    return b"%d\n" % len(payload) + payload
-
-
-def new_nonce() -> str:
-    return secrets.token_hex(16)
-
-
-NEW, READY, GO = 0, 1, 2  # where the supervisor's protocol is
-
-
-class ResultScanner:
-    """Takes the supervisor's records (`ready`, `go`, the result) out of the stream.
-
-    Work per chunk is one ``bytes.find``; only a chunk ending in a possible start of
-    a record is held back, a few bytes at most.
-    """
-
-    def __init__(self, nonce: str) -> None:
-        self._marker = RESULT_OSC + nonce.encode() + b";"
-        self._held = b""
-        self._record: bytearray | None = None
-        self.state = NEW
-        self.synced = 0  # the highest sync record seen
-        self.result: dict[str, Any] | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.result is not None
-
-    def feed(self, data: bytes) -> bytes:
-        """Bytes to pass on; advances ``state`` and sets ``result`` from records."""
-        if (
-            self._record is None
-            and not self._held
-            and self.result is None
-            and data.find(self._marker) < 0
-            and not self._partial_suffix(data)
-        ):
-            return data  # the common case: no record here, nothing copied
-        out = bytearray()
-        while data and self.result is None:
-            if self._record is not None:
-                data = self._feed_record(data)
-                continue
-            if self._held:
-                data, self._held = self._held + data, b""
-            at = data.find(self._marker)
-            if at >= 0:
-                out += data[:at]
-                self._record = bytearray()
-                data = data[at + len(self._marker) :]
-                continue
-            keep = self._partial_suffix(data)
-            if keep:
-                self._held = data[-keep:]
-                data = data[:-keep]
-            out += data
-            break
-        # Whatever orphans print after the result is not the program's.
-        return bytes(out)
-
-    def flush(self) -> bytes:
-        held, self._held = self._held, b""
-        return held
-
-    def _feed_record(self, data: bytes) -> bytes:
-        """Consume record bytes; returns what follows the record."""
-        assert self._record is not None
-        end = data.find(RESULT_END)
-        if end < 0:
-            self._record += data
-            if len(self._record) > 65536:
-                self._record = None  # not ours after all; drop it rather than buffer
-            return b""
-        self._record += data[:end]
-        body, self._record = bytes(self._record), None
-        if body == b"ready":
-            self.state = max(self.state, READY)
-        elif body == b"go":
-            self.state = max(self.state, GO)
-        elif body.startswith(b"sync:") and body[5:].isdigit():
-            self.synced = max(self.synced, int(body[5:]))
-        else:
-            try:
-                parsed = json.loads(body.decode("utf-8", "replace"))
-            except ValueError:
-                parsed = None
-            if isinstance(parsed, dict):
-                self.result = parsed
-        return data[end + 1 :]
-
-    def _partial_suffix(self, data: bytes) -> int:
-        tail = data[-(len(self._marker) - 1) :]
-        start = tail.rfind(b"\x1b")
-        if start < 0:
-            return 0
-        candidate = tail[start:]
-        return len(candidate) if self._marker.startswith(candidate) else 0
-
-
 def exit_info_from_record(record: dict[str, Any]) -> ExitInfo:
+    """The supervisor's result record as an ExitInfo. Here, not in the protocol
+    module, so that the protocol depends on nothing of this interface."""
     code = record.get("exitCode")
     sig = record.get("signal")
     err = record.get("error")

@@ -27,9 +27,8 @@ from codex.runtime.base import (
     Readiness,
     Runtime,
     exit_info_from_record,
-    new_nonce,
-    supervisor_command,
 )
+from codex.runtime.protocol import new_nonce, supervisor_command
 
 READ_SIZE = 65536
 # Variables a program may see; the server's own environment (its secrets) stays out.

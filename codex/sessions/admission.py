@@ -1,4 +1,5 @@
-"""Who the client is, and how often it may start or join executions.
+"""Who the client is, how often it may start or join executions, and whether one more
+program may run now.
 
 Moving-window limits per client IP from the `limits` library, with in-memory storage
 by default and a storage URI (Redis) shared by several instances. The client's IP is
@@ -18,7 +19,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
 from codex.config import Settings
-from codex.errors import ConfigError, RateLimited
+from codex.errors import ConfigError, NoCapacity, RateLimited, Unavailable
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -92,3 +93,16 @@ class RateLimiter:
                 headers=headers,
             )
         return headers
+
+
+def check_room(s: Settings, *, accepting: bool, running: int, mine: int) -> None:
+    """May one more program start now: the server's cap, then the client's own."""
+    if not accepting:
+        raise Unavailable("The server is shutting down; try another one.")
+    if running >= s.max_sessions:
+        raise NoCapacity("Too many programs are running; try again shortly.")
+    if mine >= s.max_sessions_per_ip:
+        raise RateLimited(
+            f"At most {s.max_sessions_per_ip} programs may run at once from one address.",
+            retry_after=2,
+        )

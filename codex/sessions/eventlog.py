@@ -12,10 +12,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-OUTPUT = "output"
-INPUT_REQUIRED = "input_required"
-ERROR = "error"
-COMPLETE = "execution_complete"
+from codex.wire import COMPLETE, ERROR, INPUT_REQUIRED, OUTPUT
+
+__all__ = ["COMPLETE", "ERROR", "INPUT_REQUIRED", "OUTPUT", "Entry", "EventLog", "Follower"]
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 on a budget.
 
 The event loop is shared by every learner, and pyte's cost grows with the screen, not
-with the bytes (one ``ESC # 8`` fills every cell; a scroll moves every line). So:
+with the bytes. So:
 
 - Output is only *appended* here on the hot path (a list append). The screen is brought
   up to date when someone asks for the prompt or a snapshot, from the last ``BACKLOG``
@@ -11,54 +11,31 @@ with the bytes (one ``ESC # 8`` fills every cell; a scroll moves every line). So
   seconds): one call feeds for at most ``PER_CALL`` seconds, and a session gets
   ``REFILL`` seconds per second. Text not fed yet waits for the next call; the screen
   lags, it never stalls the loop.
-- The size is bounded (``MAX_ROWS`` x ``MAX_COLS``), and the operations whose cost is
-  the screen's area are made cheap: erasing the display clears the buffer, the
-  alternate screen swaps buffers instead of copying them, DECALN (a test pattern) is
-  ignored, runs of combining marks are cut to ``MAX_COMBINING``, dirty-line tracking
-  (unused here) is off.
+- The size is bounded (codex.sessions.sizes), and the operations whose cost is the
+  screen's area are made cheap (codex.sessions.screen_pyte); known traps are defused
+  before pyte sees the text (codex.sessions.screen_sanitize).
 - When the screen is behind, the prompt comes from a one-line model of the cursor's
   line (``LINE_KEEP`` chars at most), which costs next to nothing.
 - When the session ends, :meth:`TerminalModel.freeze` keeps the last snapshot and drops
   the screen.
-
-Before pyte sees text, known traps are defused:
-
-- an unterminated OSC (or DCS/APC/PM/SOS) string would swallow all that follows: such
-  strings are removed (titles, hyperlinks and clipboard writes mean nothing here) and
-  an unfinished one at the end is held back, up to a bound;
-- U+200D (zero width joiner) cuts pyte's text run: removed;
-- CSI sequences with absurdly long parameters (they make pyte parse huge integers) are
-  dropped.
 """
 
 from __future__ import annotations
 
-import re
-import sys
 import time
-import unicodedata
-from collections import defaultdict
 from typing import Any
 
 import pyte
-import pyte.modes
 
-from codex.errors import field_error
+from codex.sessions.screen_pyte import CheapScreen, cursor_line, dispose, line_text
+from codex.sessions.screen_sanitize import defuse, sanitize
+from codex.sessions.sizes import clamp_size
 
 BACKLOG = 16 * 1024  # chars kept for the screen: several full screens
-MAX_HELD = 4096  # an escape string longer than this unterminated is garbage
 LINE_KEEP = 512  # chars of the cursor's line kept for the one-line model
-MAX_COMBINING = 8  # combining marks kept on one base character
 SLICE = 512  # chars fed to pyte between two looks at the clock
 # More text than this waiting: only the last screenful of lines is fed (see _compact).
 SKIP_AFTER = 4096
-
-# What a client may ask for, and what the pty and the model get (a browser terminal is
-# rarely above 300 x 120). Sizes above the model's bound, up to MAX_DIMENSION, are
-# accepted and clamped, so an existing client never gets an error for a big window.
-MAX_DIMENSION = 1000
-MAX_ROWS = 120
-MAX_COLS = 300
 
 # The budget of one session's screen work, in CPU seconds.
 PER_CALL = 0.005  # longest one call may hold the event loop
@@ -67,52 +44,6 @@ CAPACITY = 0.03  # saved up while idle
 
 # Snapshots of a running session are served from a cache at most this old.
 SNAPSHOT_MAX_AGE = 0.25
-
-_STRINGS = re.compile(
-    r"(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c\x90\x98\x9d\x9e\x9f]*(?:\x07|\x1b\\|\x9c)"
-)
-_LONG_CSI = re.compile(r"\x1b\[[0-?]{33,}[ -/]*[@-~]")
-_UNFINISHED = re.compile(
-    r"(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c\x90\x98\x9d\x9e\x9f]*\x1b?$"
-    r"|\x1b\[[0-?]*[ -/]*$|\x1b$"
-)
-_ALT_SCREEN_MODES = {1049 << 5, 1047 << 5, 47 << 5}
-
-
-def _combining_class() -> str:
-    """A regex class of every code point pyte would stack on the previous cell."""
-    ranges: list[tuple[int, int]] = []
-    for cp in range(0x300, sys.maxunicode + 1):
-        if unicodedata.combining(chr(cp)):
-            if ranges and ranges[-1][1] == cp - 1:
-                ranges[-1] = (ranges[-1][0], cp)
-            else:
-                ranges.append((cp, cp))
-    return "".join(f"\\U{a:08x}-\\U{b:08x}" if a != b else f"\\U{a:08x}" for a, b in ranges)
-
-
-_COMBINING = _combining_class()
-_COMBINING_RUN = re.compile(f"([{_COMBINING}]{{{MAX_COMBINING}}})[{_COMBINING}]+")
-
-
-def valid_size(rows: object, cols: object) -> tuple[int, int]:
-    """A terminal size from a client (clamped to MAX_ROWS x MAX_COLS), or the error
-    naming the bad field."""
-    for name, value in (("rows", rows), ("cols", cols)):
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_DIMENSION:
-            raise field_error(name, f"an integer from 1 to {MAX_DIMENSION}")
-    return clamp_size(rows, cols)  # type: ignore[arg-type]
-
-
-def clamp_size(rows: int, cols: int) -> tuple[int, int]:
-    return min(rows, MAX_ROWS), min(cols, MAX_COLS)
-
-
-def sanitize(text: str) -> str:
-    """Text with pyte's traps and its area-sized costs taken out (see the module doc)."""
-    text = _STRINGS.sub("", text)
-    text = _LONG_CSI.sub("", text).replace("\u200d", "")
-    return _COMBINING_RUN.sub(r"\1", text)
 
 
 class WorkBudget:
@@ -132,118 +63,6 @@ class WorkBudget:
         self.tokens -= seconds
 
 
-class _NoDirty(set[int]):
-    """pyte marks changed lines on every scroll (a loop over all lines); nothing here
-    reads them."""
-
-    def add(self, _: int) -> None:
-        pass
-
-    def update(self, *_: Any) -> None:
-        pass
-
-
-class _Screen(pyte.Screen):
-    """A pyte screen whose area-sized operations cost little, with an alternate
-    screen buffer."""
-
-    def __init__(self, columns: int, lines: int) -> None:
-        super().__init__(columns, lines)
-        self.dirty = _NoDirty()
-        self._saved_main: tuple[Any, Any] | None = None
-
-    def _new_buffer(self) -> defaultdict[int, Any]:
-        return defaultdict(lambda: pyte.screens.StaticDefaultDict(self.default_char))
-
-    def set_mode(self, *modes: int, **kwargs: Any) -> None:
-        if kwargs.get("private") and {m << 5 for m in modes} & _ALT_SCREEN_MODES:
-            if self._saved_main is None:
-                # Swap, never copy: switching back and forth costs O(1).
-                self._saved_main = (self.buffer, self.cursor)
-                self.buffer = self._new_buffer()
-                self.cursor = pyte.screens.Cursor(self.cursor.x, self.cursor.y, self.cursor.attrs)
-            return
-        super().set_mode(*modes, **kwargs)
-
-    def reset_mode(self, *modes: int, **kwargs: Any) -> None:
-        if kwargs.get("private") and {m << 5 for m in modes} & _ALT_SCREEN_MODES:
-            if self._saved_main is not None:
-                self.buffer, self.cursor = self._saved_main
-                self._saved_main = None
-                self.ensure_hbounds()
-                self.ensure_vbounds()
-            return
-        super().reset_mode(*modes, **kwargs)
-
-    def reset(self) -> None:
-        self._saved_main = None
-        super().reset()
-
-    def erase_in_display(self, how: int = 0, *args: Any, **kwargs: Any) -> None:
-        # Blank cells are absent cells here (only text and the cursor are reported),
-        # so erasing removes lines instead of rewriting every cell.
-        y = self.cursor.y
-        if how in (2, 3):
-            self.buffer.clear()
-            return
-        for k in [k for k in self.buffer if (k > y if how == 0 else k < y)]:
-            del self.buffer[k]
-        if how in (0, 1):
-            self.erase_in_line(how)
-
-    def erase_in_line(self, how: int = 0, private: bool = False) -> None:
-        line = self.buffer[self.cursor.y]
-        x = self.cursor.x
-        if how == 2:
-            line.clear()
-            return
-        for k in [k for k in line if (k >= x if how == 0 else k <= x)]:
-            del line[k]
-
-    def insert_characters(self, count: int | None = None) -> None:
-        self._shift_line(count or 1)
-
-    def delete_characters(self, count: int | None = None) -> None:
-        self._shift_line(-(count or 1))
-
-    def _shift_line(self, by: int) -> None:
-        """Cells at and right of the cursor move by ``by`` (pyte loops over every
-        column per call; this touches only the cells there are)."""
-        x, width = self.cursor.x, self.columns
-        line = self.buffer[self.cursor.y]
-        moved = {}
-        for k, char in line.items():
-            if k < x:
-                moved[k] = char
-            elif by < 0 and k < x - by:
-                continue  # deleted
-            elif 0 <= k + by < width:
-                moved[k + by] = char
-        line.clear()
-        line.update(moved)
-
-    def alignment_display(self) -> None:
-        """DECALN fills every cell with "E" to align a CRT: a test pattern, ignored."""
-
-    def resize(self, lines: int | None = None, columns: int | None = None) -> None:
-        lines, columns = clamp_size(lines or self.lines, columns or self.columns)
-        if columns < self.columns:
-            for line in self.buffer.values():
-                for k in [k for k in line if k >= columns]:
-                    del line[k]
-        if lines < self.lines:
-            # Drop from the top, as pyte does, by renumbering the lines that stay.
-            shift = self.lines - lines
-            kept = {y - shift: line for y, line in self.buffer.items() if y >= shift}
-            self.buffer.clear()
-            self.buffer.update(kept)
-            self.cursor.y = max(0, self.cursor.y - shift)
-        self.lines, self.columns = lines, columns
-        self.set_margins()
-        self.ensure_hbounds()
-        self.ensure_vbounds()
-
-
 class _Resize:
     """A resize, in order among the text not fed yet."""
 
@@ -256,7 +75,7 @@ class _Resize:
 class TerminalModel:
     def __init__(self, rows: int, cols: int) -> None:
         self.rows, self.cols = clamp_size(rows, cols)
-        self._screen: _Screen | None = _Screen(self.cols, self.rows)
+        self._screen: CheapScreen | None = CheapScreen(self.cols, self.rows)
         self._stream = pyte.Stream(self._screen)
         self._unfed: list[str | _Resize] = []
         self._unfed_chars = 0
@@ -331,19 +150,8 @@ class TerminalModel:
                 self._trimmed = True
 
     def _clean(self, text: str) -> str:
-        text = sanitize(self._held + text)
-        self._held = ""
-        unfinished = _UNFINISHED.search(text)
-        if unfinished is None:
-            return text
-        tail = text[unfinished.start() :]
-        if len(tail) <= MAX_HELD:
-            self._held = tail
-            return text[: unfinished.start()]
-        # Never terminated: not an escape after all. Drop its introducer and let the
-        # rest show as text, as pyte would never do by itself.
-        skip = 2 if tail.startswith("\x1b") else 1
-        return text[: unfinished.start()] + tail[skip:]
+        ready, self._held = defuse(self._held, text)
+        return ready
 
     def _feed(self, text: str) -> None:
         try:
@@ -382,7 +190,7 @@ class TerminalModel:
     def _restart(self) -> None:
         assert self._screen is not None
         self._screen.reset()
-        _dispose(self._stream)
+        dispose(self._stream)
         self._stream = pyte.Stream(self._screen)
 
     # -- what callers read ----------------------------------------------------------------
@@ -392,18 +200,18 @@ class TerminalModel:
         if self._screen is None:
             return ""
         if self.sync():
-            return _cursor_line(self._screen)[-limit:]
+            return cursor_line(self._screen)[-limit:]
         # The screen is behind: the cursor's line on a one-line screen of this width.
         started = time.perf_counter()
-        line = _Screen(self.cols, 1)
+        line = CheapScreen(self.cols, 1)
         stream = pyte.Stream(line)
         try:
             stream.feed(sanitize(self._line[-LINE_KEEP:]))
-            return _cursor_line(line)[-limit:]
+            return cursor_line(line)[-limit:]
         except Exception:
             return ""
         finally:
-            _dispose(stream, line)
+            dispose(stream, line)
             self.budget.spend(time.perf_counter() - started)
 
     def snapshot(self) -> dict[str, Any]:
@@ -427,7 +235,7 @@ class TerminalModel:
         return {
             "rows": screen.lines,
             "cols": screen.columns,
-            "lines": [_text(screen.buffer.get(y), screen.columns) for y in range(screen.lines)],
+            "lines": [line_text(screen.buffer.get(y), screen.columns) for y in range(screen.lines)],
             "cursor": {"row": cursor.y, "col": cursor.x, "hidden": bool(cursor.hidden)},
         }
 
@@ -438,24 +246,11 @@ class TerminalModel:
         self.budget.tokens = max(self.budget.tokens, budget)
         self.sync()
         self._snapshot = self._render()
-        _dispose(self._stream, self._screen)
+        dispose(self._stream, self._screen)
         self._screen = None
         self._stream = None  # type: ignore[assignment]
         self._unfed, self._ready, self._held, self._line = [], "", "", ""
         self._unfed_chars = 0
-
-
-def _dispose(stream: pyte.Stream | None, screen: pyte.Screen | None = None) -> None:
-    """Break pyte's reference cycles (the stream's parser generator holds the stream;
-    the screen's buffer factory holds the screen), so both are freed now rather than
-    by the cyclic garbage collector."""
-    if stream is not None:
-        parser = getattr(stream, "_parser", None)
-        if parser is not None:
-            parser.close()
-        stream.__dict__.clear()
-    if screen is not None:
-        screen.__dict__.clear()
 
 
 def _tail(text: str, size: int) -> str:
@@ -468,24 +263,3 @@ def _tail(text: str, size: int) -> str:
 
 def _chars(item: str | _Resize) -> int:
     return len(item) if isinstance(item, str) else 0
-
-
-def _cursor_line(screen: _Screen) -> str:
-    cursor = screen.cursor
-    return _text(screen.buffer.get(cursor.y), min(cursor.x, screen.columns), strip=False)
-
-
-def _text(line: dict[int, Any] | None, width: int, *, strip: bool = True) -> str:
-    """A line's text up to ``width`` (pyte's ``display``, over the cells there are
-    rather than every column). A wide character's stub cell holds ""."""
-    if not line:
-        return ""
-    last = min(max(line), width - 1)
-    if last < 0:
-        return ""
-    chars = [" "] * (last + 1)
-    for x, char in line.items():
-        if x <= last:
-            chars[x] = char.data
-    text = "".join(chars)
-    return text.rstrip() if strip else text

@@ -121,9 +121,9 @@ export function makeTerminalRunner(editor, term, ui) {
   }
 
   function sendSize() {
-    const rows = Math.min(Math.max(term.rows, 1), 1000);
-    const cols = Math.min(Math.max(term.cols, 1), 1000);
-    send(["set_size", rows, cols]);
+    // The server owns the size caps (codex/sessions/sizes.py): it clamps what it
+    // accepts, and a size it refuses comes back as an error message.
+    send(["set_size", Math.max(term.rows, 1), Math.max(term.cols, 1)]);
   }
 
   function note(text, color) {

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.error
@@ -38,6 +37,7 @@ import pytest
 
 from codex.config import Settings
 from tests.conftest import IN_CI
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.deploy]
 
@@ -70,12 +70,6 @@ def docker_socket() -> Path:
     if host.startswith("unix://"):
         return Path(host[len("unix://") :])
     return Path("/var/run/docker.sock")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def unavailable(reason: str) -> None:

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.test_detector import PARKER
 from tests.harness import Harness, running_app
-from tests.unit.test_detector import PARKER
 
 pytestmark = [pytest.mark.docker, pytest.mark.gen_test(timeout=240)]
 

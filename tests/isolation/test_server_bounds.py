@@ -455,7 +455,7 @@ async def test_resize_storm_is_coalesced() -> None:
         sid = await h.execute(SIZE_PROBE)
         await wait_waiting(h, sid)
         session = h.app.registry.get(sid)  # type: ignore[union-attr]
-        execution = session._execution
+        execution = session.run.execution
         assert execution is not None
         engine_calls: list[tuple[int, int]] = []
         real_resize = execution.resize
@@ -677,7 +677,7 @@ async def test_a_socketio_client_that_never_reads() -> None:
                     if session.finished:
                         outcome["finished"] = session.result
                         return
-                    if not session.followers and session.output_bytes > 0:
+                    if not session.presence.followers and session.output_bytes > 0:
                         outcome["disconnected"] = loop.time() - started
                         return
                     if session.output_bytes == last and last > 0:

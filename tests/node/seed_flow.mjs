@@ -10,7 +10,7 @@
 //   {"events": [[name, data], ...], "transport": "websocket"}
 //
 // and exits 0. On any error, or after a 20 s timeout, prints the error to
-// stderr and exits 1. Run by tests/test_node_client.py.
+// stderr and exits 1. Run by tests/e2e/test_node_client.py.
 
 import { io } from "socket.io-client";
 

@@ -38,7 +38,7 @@ MEMORY_LIMIT = "memory_limit"
 OUTPUT_LIMIT = "output_limit"
 CANCELLED = "cancelled"
 INTERNAL_ERROR = "internal_error"
-FRAME_CHARS = 16384  # largest `output` message (docs/api.md)
+FRAME_CHARS = 65536  # largest `output` message (docs/api.md)
 DENIED = {"EPERM", "ENOSYS"}  # what the seccomp filter answers
 
 
@@ -845,7 +845,7 @@ CASES: list[Case] = [
     Case(
         "giant_line_over_limit",
         "one 32 MiB line with no newline",
-        "output budget counts bytes, not lines; frames stay at most 16 Ki chars",
+        "output budget counts bytes, not lines; frames stay at most 64 Ki chars",
         "import sys\nsys.stdout.write('A' * (32 << 20))\nsys.stdout.flush()\n",
         S(OUTPUT_LIMIT),
         settings={"output_limit_bytes": 65536},
@@ -854,7 +854,7 @@ CASES: list[Case] = [
     Case(
         "giant_line_under_limit",
         "one 900 kB line with no newline (under the budget)",
-        "framing: delivered whole, in messages of at most 16 Ki chars",
+        "framing: delivered whole, in messages of at most 64 Ki chars",
         "import sys\nsys.stdout.write('B' * 900000)\nsys.stdout.flush()\n",
         S(OK),
         check=check_giant_line_under,

@@ -11,7 +11,6 @@ are turned off so that the generated requests reach the handlers, not the limite
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,16 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
+
 pytest.importorskip("schemathesis")
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_EXAMPLES = 60
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_healthy(base: str, proc: subprocess.Popen[bytes], within: float = 30) -> None:

@@ -29,16 +29,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from codex.runtime.base import (
-    RESULT_END,
-    RESULT_OSC,
     ExecSpec,
     Execution,
     ExitInfo,
     Readiness,
     Runtime,
     exit_info_from_record,
-    new_nonce,
 )
+from codex.runtime.protocol import RESULT_END, RESULT_OSC, new_nonce
 
 # -- everything this file needs from codex, in one place (modules are about to move) ------
 from codex.sessions.input.detector import Block
@@ -326,8 +324,8 @@ class FakeRuntime(Runtime):
 
 
 class FakeDetector:
-    """ProcDetector's interface (name, usable, poll, still, echo_on) over a fake
-    program: it waits for input exactly while the test says it reads."""
+    """A Detector (codex.sessions.input.watcher: name, usable, poll, still, echo_on)
+    over a fake program: it waits for input exactly while the test says it reads."""
 
     name = "proc"
 

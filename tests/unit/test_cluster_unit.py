@@ -1,6 +1,6 @@
 """Cluster on an in-memory Redis stand-in: leases, the session directory, commands
 between instances, relays, and how the registry uses the directory. No Redis server.
-(tests/test_cluster.py runs real instances on a real Redis.)"""
+(tests/e2e/test_cluster.py runs real instances on a real Redis.)"""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ import pytest
 
 # -- codex, in one place (modules are about to move into packages) -----------------------
 from codex.cluster import directory as cluster_module
-from codex.cluster.directory import SESSION_RECORD_TTL, Cluster, RemoteSession
+from codex.cluster.commands import Cancel, Command, End, Entries, Leave
+from codex.cluster.directory import SESSION_RECORD_TTL, Cluster
 from codex.config import Settings
 from codex.errors import SessionNotFound, Unavailable
-from codex.sessions.input import detector as input_detect
-from codex.sessions.session import ExecuteRequest, SessionRegistry
+from codex.sessions.input import watcher as input_watch
+from codex.sessions.registry import ExecuteRequest, SessionRegistry
 from tests.unit.fakes import WAIT, FakeRedis, FakeRuntime, eventually, run, settle
 
 
@@ -45,11 +46,11 @@ class Inbox:
     """A command handler that records what it gets."""
 
     def __init__(self, fail_on: str | None = None) -> None:
-        self.got: list[dict[str, Any]] = []
+        self.got: list[Command] = []
         self.fail_on = fail_on
 
-    async def __call__(self, command: dict[str, Any]) -> None:
-        if command.get("op") == self.fail_on:
+    async def __call__(self, command: Command) -> None:
+        if command.op == self.fail_on:
             raise RuntimeError("the handler failed")
         self.got.append(command)
 
@@ -173,9 +174,9 @@ def test_a_command_reaches_the_owner_and_no_one_else(server: FakeRedis.Server) -
         await a.start(Inbox())
         await b.start(inbox_b)
         await c.start(inbox_c)
-        await a.send("b", {"op": "cancel", "sessionId": "s1", "sid": ""})
+        await a.send("b", Cancel("s1"))
         await eventually(lambda: inbox_b.got, timeout=WAIT, what="the command")
-        assert inbox_b.got == [{"op": "cancel", "sessionId": "s1", "sid": ""}]
+        assert inbox_b.got == [Cancel("s1")]
         await settle()
         assert inbox_c.got == []
         for x in (a, b, c):
@@ -189,38 +190,16 @@ def test_bad_commands_and_failing_handlers_do_not_stop_the_listener(
 ) -> None:
     async def scenario() -> None:
         a, b = instance("a"), instance("b")
-        inbox = Inbox(fail_on="boom")
+        inbox = Inbox(fail_on="cancel")
         await b.start(inbox)
         await a.redis.publish("codex:commands:b", "not json")
         await a.redis.publish("codex:commands:b", json.dumps(["a", "list"]))
-        await a.send("b", {"op": "boom"})
-        await a.send("b", {"op": "leave", "sessionId": "s1", "sid": "x"})
+        await a.redis.publish("codex:commands:b", json.dumps({"op": "boom"}))
+        await a.send("b", Cancel("s1"))  # the handler raises
+        await a.send("b", Leave("x"))
         await eventually(lambda: inbox.got, timeout=WAIT, what="the good command")
-        assert inbox.got == [{"op": "leave", "sessionId": "s1", "sid": "x"}]
+        assert inbox.got == [Leave("x")]
         await b.stop()
-
-    run(scenario)
-
-
-def test_a_remote_session_relays_what_its_client_asks(server: FakeRedis.Server) -> None:
-    async def scenario() -> None:
-        a, owner = instance("a"), instance("owner")
-        inbox = Inbox()
-        await owner.start(inbox)
-        remote = RemoteSession(a, "owner", "s1", sid="sid-9")
-        await remote.send_input("Ada")
-        await remote.write("é\x03".encode())
-        await remote.resize(30, 100, wait=True)
-        await remote.send_command("cancel")
-        await eventually(lambda: len(inbox.got) == 4, timeout=WAIT, what="four commands")
-        base = {"sessionId": "s1", "sid": "sid-9"}
-        assert inbox.got == [
-            {"op": "input", **base, "input": "Ada"},
-            {"op": "write", **base, "data": "é\x03"},
-            {"op": "resize", **base, "rows": 30, "cols": 100},
-            {"op": "cancel", **base},
-        ]
-        await owner.stop()
 
     run(scenario)
 
@@ -230,13 +209,13 @@ def test_a_relay_channel_is_subscribed_before_the_owner_publishes(
 ) -> None:
     async def scenario() -> None:
         a, owner = instance("a"), instance("owner")
-        async with a.subscription("term-1") as pubsub:
-            await owner.publish("term-1", ["output", "hi"])
-            messages = [await pubsub.get_message(timeout=0.5) for _ in range(2)]
-            data = [m["data"] for m in messages if m and m["type"] == "message"]
-            assert [json.loads(d) for d in data] == [["output", "hi"]]
-        assert pubsub.closed and not server.subscribers.get("codex:relay:term-1")
-        assert await owner.redis.publish("codex:relay:term-1", "[]") == 0  # nobody listens
+        async with a.subscription("term-1") as subscription:
+            await owner.redis.publish("codex:relay:term-1", "not a message")  # skipped
+            assert await owner.publish("term-1", End()) == 1
+            assert await subscription.next(timeout=0.5) == End()
+            assert await subscription.next(timeout=0.01) is None
+        assert not server.subscribers.get("codex:relay:term-1")
+        assert await owner.publish("term-1", Entries(())) == 0  # nobody listens
 
     run(scenario)
 
@@ -247,7 +226,7 @@ def test_a_relay_channel_is_subscribed_before_the_owner_publishes(
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeRuntime:
     runtime = FakeRuntime()
-    monkeypatch.setattr(input_detect, "ProcDetector", runtime.detector)
+    monkeypatch.setattr(input_watch, "ProcDetector", runtime.detector)
     return runtime
 
 

@@ -372,3 +372,35 @@ def test_a_burst_from_one_network_leaves_the_last_sandbox_to_another() -> None:
     pool._ready.append(Warm())  # type: ignore[arg-type]
     assert pool.take("203.0.113.9") is None  # the last one: the burst has asked more
     assert pool.take("198.51.100.7") is not None
+
+
+def test_settle_waits_for_an_abandoned_create_and_its_undo() -> None:
+    """Shutdown's sweep comes after settle(): a create still running when its caller
+    was cancelled has ended, and been undone, by then (no container outlives it)."""
+    events: list[str] = []
+
+    async def scenario() -> None:
+        gate = EngineGate(2)
+        release = asyncio.Event()
+
+        async def create() -> str:
+            await release.wait()
+            events.append("created")
+            return "c1"
+
+        async def undo(made: str) -> None:
+            await asyncio.sleep(0.02)
+            events.append(f"removed {made}")
+
+        caller = asyncio.ensure_future(gate.run("10.0.0.1", create, orphan=undo))
+        await asyncio.sleep(0.01)
+        caller.cancel()
+        await asyncio.sleep(0)
+        settled = asyncio.ensure_future(gate.settle(5))
+        await asyncio.sleep(0.02)
+        assert not settled.done()  # the create is still under way
+        release.set()
+        await settled
+        assert events == ["created", "removed c1"]
+
+    run(scenario)

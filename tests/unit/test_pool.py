@@ -1,11 +1,11 @@
 """ContainerPool with a fake engine: filling, refilling, the headroom, a new image, a
-failed refill, waiting for a refill in flight, stop, and the share rule per network.
+failed refill, waiting for a refill in flight, stop (and its closes), and the share rule
+per network.
 (More share-rule cases: tests/unit/test_gate.py.)"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
@@ -17,18 +17,24 @@ from tests.unit.fakes import eventually, run, settle
 
 
 class Sandbox:
-    """A prepared sandbox, as the pool sees one (alive, close)."""
+    """A prepared sandbox, as the pool sees one (alive, close). With ``slow`` given, a
+    close takes until it is set (a removal the engine is slow to do)."""
 
-    def __init__(self, number: int) -> None:
+    def __init__(self, number: int, slow: asyncio.Event | None = None) -> None:
         self.number = number
         self.dead = False
-        self.closes = 0
+        self.closes = 0  # closes begun
+        self.closed = 0  # closes that ran to their end
+        self.slow = slow
 
     def alive(self) -> bool:
         return not self.dead and not self.closes
 
     async def close(self) -> None:
         self.closes += 1
+        if self.slow is not None:
+            await self.slow.wait()
+        self.closed += 1
 
 
 class Engine:
@@ -38,10 +44,11 @@ class Engine:
     def __init__(self, hold: bool = False) -> None:
         self.hold = hold
         self.asked = 0
-        self.made: list[Any] = []  # Sandbox, typed loosely: the pool's type is Docker's
+        self.made: list[Sandbox] = []
         self.pending: list[asyncio.Future[None]] = []
         self.fail_next = 0
         self.cancelled = 0
+        self.slow_closes: asyncio.Event | None = None  # for the sandboxes made from now
 
     async def prepare(self, session_id: str | None) -> Sandbox:
         assert session_id is None  # a pooled sandbox belongs to no session yet
@@ -57,7 +64,7 @@ class Engine:
             except asyncio.CancelledError:
                 self.cancelled += 1
                 raise
-        sandbox = Sandbox(len(self.made))
+        sandbox = Sandbox(len(self.made), self.slow_closes)
         self.made.append(sandbox)
         return sandbox
 
@@ -75,15 +82,15 @@ def quick(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pool_module, "RETRY_AFTER_FAILURE", 0.02)
 
 
-def pool_of(engine: Engine, size: int = 3, window: float = 0.0) -> ContainerPool:
-    return ContainerPool(engine, size, window)  # type: ignore[arg-type]
+def pool_of(engine: Engine, size: int = 3, window: float = 0.0) -> ContainerPool[Sandbox]:
+    return ContainerPool(engine, size, window)
 
 
 def closed(engine: Engine) -> list[int]:
     return [s.number for s in engine.made if s.closes]
 
 
-async def stop(pool: ContainerPool) -> None:
+async def stop(pool: ContainerPool[Sandbox]) -> None:
     """Stop the pool once what woke it has been handled."""
     await settle()
     pool.stop()
@@ -267,11 +274,13 @@ def test_stop_cancels_refills_sends_waiters_cold_and_prepares_nothing_more() -> 
 
 def test_the_share_rule_counts_an_ipv6_network_as_one_taker() -> None:
     async def scenario() -> None:
-        engine = Engine()
+        engine = Engine(hold=True)
         pool = pool_of(engine, size=4, window=10.0)  # a network's share: 2 per window
         pool.start()
+        await eventually(lambda: len(engine.pending) == 4, what="refills under way")
+        engine.finish(4)
         await eventually(lambda: pool.ready == 4, what="filled")
-        await stop(pool)  # no refills: the ready count is the test's
+        # Refills from here on are held: the ready count is the test's.
         assert pool.take("2001:db8:0:1::1") is not None
         assert pool.take("198.51.100.7") is not None
         assert pool.take("2001:db8:0:2::1") is not None  # same /56: its second take
@@ -279,6 +288,7 @@ def test_the_share_rule_counts_an_ipv6_network_as_one_taker() -> None:
         assert pool.refused == 1 and pool.misses == 1
         assert pool.take("2001:db8:0:100::1") is not None  # another /56: served
         assert pool.ready == 0
+        await stop(pool)
 
     run(scenario)
 
@@ -294,5 +304,44 @@ def test_stop_right_after_a_take_stops_the_pool() -> None:
         pool.stop()  # ...which is stopped in the same step (a shutdown)
         await asyncio.sleep(0.1)
         assert engine.asked == 2  # nothing prepared after stop
+
+    run(scenario)
+
+
+def test_stop_closes_what_waits_ready() -> None:
+    async def scenario() -> None:
+        engine = Engine()
+        pool = pool_of(engine, size=3)
+        pool.start()
+        await eventually(lambda: pool.ready == 3, what="filled")
+        taken = pool.take()
+        await eventually(lambda: pool.ready == 3, what="refilled")
+        pool.stop()
+        assert pool.ready == 0
+        await asyncio.wait_for(pool.closed(), 1.0)
+        assert closed(engine) == [1, 2, 3]  # the taken one is its taker's to close
+        assert taken is engine.made[0] and taken.closes == 0
+
+    run(scenario)
+
+
+def test_stop_lets_closes_under_way_finish_and_closed_waits_for_them() -> None:
+    async def scenario() -> None:
+        engine = Engine()
+        engine.slow_closes = asyncio.Event()
+        pool = pool_of(engine, size=3)
+        room = [3]
+        pool.headroom = lambda: room[0]
+        pool.start()
+        await eventually(lambda: pool.ready == 3, what="filled")
+        room[0] = 2
+        await eventually(lambda: engine.made[2].closes == 1, what="a close under way")
+        pool.stop()  # the two still ready are closed too
+        done = asyncio.ensure_future(pool.closed())
+        await settle()
+        assert not done.done()  # the removals take their time
+        engine.slow_closes.set()
+        await asyncio.wait_for(done, 1.0)
+        assert [s.closed for s in engine.made] == [1, 1, 1]  # none was cut short
 
     run(scenario)

@@ -10,7 +10,8 @@ import time
 import pytest
 
 from codex.sessions import screen as terminal
-from codex.sessions.screen import MAX_COLS, MAX_ROWS, TerminalModel, valid_size
+from codex.sessions.screen import TerminalModel
+from codex.sessions.sizes import MAX_COLS, MAX_ROWS, valid_size
 
 HOSTILE = {
     "decaln": "\x1b#8",

@@ -35,14 +35,11 @@ from codex.runtime.base import Readiness
 # -- codex, in one place (modules are about to move into packages) -----------------------
 from codex.sessions import clock as limits
 from codex.sessions.eventlog import COMPLETE, ERROR, INPUT_REQUIRED, OUTPUT, Entry, Follower
-from codex.sessions.input import detector as input_detect
-from codex.sessions.session import (
-    HIGH_WATER,
-    RESIZE_INTERVAL,
-    ExecuteRequest,
-    Session,
-    SessionRegistry,
-)
+from codex.sessions.input import watcher as input_watch
+from codex.sessions.presence import HIGH_WATER
+from codex.sessions.registry import ExecuteRequest, SessionRegistry
+from codex.sessions.resize import RESIZE_INTERVAL
+from codex.sessions.session import Session
 from tests.unit.fakes import READ_SIZE, WAIT, FakeExecution, FakeRuntime, eventually, run, settle
 
 CODE = "print('hi')"
@@ -51,8 +48,9 @@ CODE = "print('hi')"
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeRuntime:
     runtime = FakeRuntime()
-    # The watcher builds its detector from the execution's root pid.
-    monkeypatch.setattr(input_detect, "ProcDetector", runtime.detector)
+    # A Session gives its watcher no detector_factory: the watcher falls back to
+    # watcher.ProcDetector, replaced here by one over the fake executions.
+    monkeypatch.setattr(input_watch, "ProcDetector", runtime.detector)
     return runtime
 
 
@@ -116,7 +114,7 @@ def test_output_reaches_a_follower_in_order_with_sequence_numbers(fake: FakeRunt
         assert result["outputBytes"] == sum(len(c) for c in chunks)
         assert result == s.result and s.state == "finished"
         assert ex.closed  # the execution is released at the end
-        assert not s.followers  # the follower left with the end of the log
+        assert not s.presence.followers  # the follower left with the end of the log
 
     run(scenario)
 
@@ -232,7 +230,7 @@ def test_a_password_read_says_so(fake: FakeRuntime) -> None:
 def test_a_read_that_ends_by_itself_withdraws_the_wait(
     fake: FakeRuntime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(input_detect, "WAITING_RECHECK", 0.02)
+    monkeypatch.setattr(input_watch, "WAITING_RECHECK", 0.02)
 
     async def scenario() -> None:
         reg = registry(fake)
@@ -519,7 +517,7 @@ def test_resizes_are_coalesced_to_the_latest_and_can_be_awaited(fake: FakeRuntim
         reg = registry(fake)
         s = await reg.create(ExecuteRequest(CODE))
         ex = await fake.next_execution()
-        await eventually(lambda: s._sized is not None, what="go")
+        await eventually(lambda: s.resizer.live, what="go")
         for cols in (100, 101, 102, 103):
             await s.resize(30, cols)
         await s.resize(31, 110, wait=True)

@@ -1,7 +1,8 @@
 """InputWatcher: when it looks, and what it announces, with a fake detector and sink.
 
-The detector stands in for ProcDetector (the watcher builds it from the root pid); the
-sink is what a session offers the watcher (input_detect.WaitSink). No processes.
+The detector stands in for ProcDetector (the watcher's detector_factory builds it from
+the root pid); the sink is what a session offers the watcher (watcher.WaitSink). No
+processes.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import pytest
 from codex.runtime.base import ExecSpec
 
 # -- codex, in one place (modules are about to move into packages) -----------------------
-from codex.sessions.input import detector as input_detect
-from codex.sessions.input.detector import Block, InputWatcher
+from codex.sessions.input import watcher as input_watch
+from codex.sessions.input.detector import Block
+from codex.sessions.input.watcher import InputWatcher
 from tests.unit.fakes import FakeDetector, FakeExecution, eventually, run
 
 
@@ -59,18 +61,17 @@ class Sink:
 class Program:
     """A fake program and the detectors the watcher made for it."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self) -> None:
         self.execution = FakeExecution(ExecSpec(code="", rows=24, cols=80, session_id="s"))
         self.detectors: list[FakeDetector] = []
         self.poll_cost = 0.0  # CPU seconds each poll burns
 
-        def build(root_pid: int) -> FakeDetector:
-            assert root_pid == self.execution.pid
-            detector = CostlyDetector(self.execution, self)
-            self.detectors.append(detector)
-            return detector
-
-        monkeypatch.setattr(input_detect, "ProcDetector", build)
+    def build(self, root_pid: int) -> FakeDetector:
+        """The watcher's detector_factory."""
+        assert root_pid == self.execution.pid
+        detector = CostlyDetector(self.execution, self)
+        self.detectors.append(detector)
+        return detector
 
     @property
     def polls(self) -> int:
@@ -90,14 +91,14 @@ class CostlyDetector(FakeDetector):
 
 
 @pytest.fixture
-def program(monkeypatch: pytest.MonkeyPatch) -> Program:
-    return Program(monkeypatch)
+def program() -> Program:
+    return Program()
 
 
 def watching(
     program: Program, sink: Sink, max_interval: float = 0.05
 ) -> tuple[InputWatcher, asyncio.Task[None]]:
-    watcher = InputWatcher(sink, program.execution.root_pid, max_interval)
+    watcher = InputWatcher(sink, program.execution.root_pid, max_interval, program.build)
     return watcher, asyncio.ensure_future(watcher.run())
 
 
@@ -138,7 +139,7 @@ def test_a_password_read_is_announced_as_one(program: Program) -> None:
 def test_a_read_that_ends_without_input_is_withdrawn_and_the_next_announced(
     program: Program, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(input_detect, "WAITING_RECHECK", 0.02)
+    monkeypatch.setattr(input_watch, "WAITING_RECHECK", 0.02)
 
     async def scenario() -> None:
         sink = Sink()
@@ -239,8 +240,8 @@ def test_a_nudge_brings_the_next_check_forward(program: Program) -> None:
 def test_a_quiet_program_is_looked_at_rarely(
     program: Program, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(input_detect, "IDLE_AFTER", 0.03)
-    monkeypatch.setattr(input_detect, "IDLE_MAX_INTERVAL", 0.06)
+    monkeypatch.setattr(input_watch, "IDLE_AFTER", 0.03)
+    monkeypatch.setattr(input_watch, "IDLE_MAX_INTERVAL", 0.06)
 
     async def scenario() -> None:
         sink = Sink()
@@ -283,7 +284,7 @@ def test_the_pid_may_come_late(program: Program) -> None:
             asked.append(1)
             return program.execution.pid if len(asked) > 3 else None
 
-        watcher = InputWatcher(sink, root_pid, 0.05)
+        watcher = InputWatcher(sink, root_pid, 0.05, detector_factory=program.build)
         task = asyncio.ensure_future(watcher.run())
         program.execution.block_on_input()
         await eventually(lambda: sink.announcements, timeout=0.5, what="announce")
@@ -308,7 +309,7 @@ def test_the_polling_count_is_returned_when_a_watcher_stops(program: Program) ->
 def test_without_a_usable_detector_the_heuristic_guesses_from_quiet_output(
     program: Program, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(input_detect, "HEURISTIC_QUIET_SECONDS", 0.05)
+    monkeypatch.setattr(input_watch, "HEURISTIC_QUIET_SECONDS", 0.05)
     program.execution.detector_usable = False
 
     async def scenario() -> None:

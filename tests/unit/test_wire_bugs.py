@@ -1,5 +1,6 @@
 """What the server says on the wire matches what it documents: /metrics types, the
-OpenAPI request schema against the real handler, the README's Node example.
+OpenAPI request schema against the real handler. (The README's Node example, which
+needs Node: tests/e2e/test_readme_node.py.)
 
 No Docker: the server runs the local runtime and the programs posted here are syntax
 errors (answered without running anything) or trivial.
@@ -7,22 +8,15 @@ errors (answered without running anything) or trivial.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import re
-import shutil
-from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from codex.api.openapi import OPENAPI
-from tests.conftest import require
 from tests.harness import running_app
-
-ROOT = Path(__file__).resolve().parents[2]
-NODE_DIR = ROOT / "tests" / "node"
 
 # ---------------------------------------------------------------------------------------
 # /metrics: what only ever goes up is a counter named ..._total
@@ -130,50 +124,3 @@ async def test_execute_accepts_exactly_what_the_openapi_schema_allows() -> None:
             if accepted != validator.is_valid(body):
                 disagree.append((body, resp.status, resp.body))
     assert disagree == []
-
-
-# ---------------------------------------------------------------------------------------
-# The README's Node example runs as the README says (client.mjs, Node 18+)
-
-
-def _readme_node_example() -> tuple[str, str]:
-    readme = (ROOT / "README.md").read_text()
-    match = re.search(r"\n([^\n]*(?:\n[^\n]+)*)\n\n```js\n(.*?)```", readme, re.S)
-    assert match, "README.md has no js example"
-    return " ".join(match.group(1).split()), match.group(2)
-
-
-def test_readme_says_how_to_run_the_node_example() -> None:
-    intro, code = _readme_node_example()
-    assert 'from "socket.io-client"' in code and "await fetch(" in code
-    assert "client.mjs" in intro and "Node 18 or newer" in intro, intro
-
-
-@pytest.mark.node
-@pytest.mark.gen_test(timeout=90)
-async def test_readme_node_example_runs_as_client_mjs(tmp_path: Path) -> None:
-    node = shutil.which("node")
-    modules = NODE_DIR / "node_modules" / "socket.io-client" / "package.json"
-    require("Node", None if node and modules.is_file() else "node or socket.io-client missing")
-    assert node is not None
-    _, code = _readme_node_example()
-    (tmp_path / "node_modules").symlink_to(NODE_DIR / "node_modules")
-    async with running_app(runtime="local") as h:
-        script = tmp_path / "client.mjs"
-        script.write_text(code.replace("http://127.0.0.1:8000", h.base_url))
-        proc = await asyncio.create_subprocess_exec(
-            node,
-            str(script),
-            cwd=tmp_path,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), 60)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise
-    assert proc.returncode == 0, err.decode(errors="replace")
-    text = out.decode()
-    assert "Your name? " in text and "Hi Ada" in text and "ok (exit 0)" in text, text

@@ -26,6 +26,8 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from codex.tasks import Tasks
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -65,7 +67,16 @@ class EngineGate:
         self._lanes: dict[str, deque[asyncio.Future[None]]] = {}
         self._served: OrderedDict[str, int] = OrderedDict()  # key -> turn last served
         self._turns = itertools.count(1)
-        self._tasks: set[asyncio.Future[Any]] = set()
+        # Operations under way and the undoing of abandoned ones: settle() waits for
+        # both, so a create still in the thread pool cannot outlive the last sweep.
+        self._ops = Tasks("engine operations", awaited=True)
+        self._undos = Tasks("engine undo")
+
+    async def settle(self, timeout: float) -> None:
+        """Until the operations under way, and what undoes the abandoned ones, have
+        ended (at most ``timeout`` seconds for each)."""
+        await self._ops.wait(timeout)
+        await self._undos.wait(timeout)
 
     @property
     def waiting(self) -> int:
@@ -97,7 +108,7 @@ class EngineGate:
         key = LATER + share_group(key) if later else share_group(key)
         await self._turn(key)
         try:
-            op = asyncio.ensure_future(start())
+            op = self._ops.spawn(start())
         except BaseException:
             self._release(key)
             raise
@@ -214,6 +225,4 @@ class EngineGate:
             log.exception("engine gate: undoing an abandoned operation failed")
             return
         if asyncio.iscoroutine(undo) or isinstance(undo, asyncio.Future):
-            task = asyncio.ensure_future(undo)
-            self._tasks.add(task)  # referenced until done
-            task.add_done_callback(self._tasks.discard)
+            self._undos.spawn(undo)

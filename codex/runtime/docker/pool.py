@@ -5,7 +5,8 @@ is then destroyed. A pooled sandbox is prepared as far as it can be without the
 program: container started, supervisor running on its terminal, child interpreter up
 and waiting for the code. Taking one costs a single write. The pool saves time, never
 isolation. It refills in the background, shrinks so that pool plus running executions
-stay within the global cap, and is emptied when the sandbox image changes.
+stay within the global cap, and is emptied when the sandbox image changes and when
+it stops.
 
 The pool is shared by every learner, so no one may empty it for everyone. Takes are
 counted per network (a /24, or a /56 for IPv6: see share_group) over the last
@@ -28,13 +29,11 @@ import logging
 import math
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Generic, Protocol, TypeVar
 
 from codex.runtime.docker.gate import share_group
-
-if TYPE_CHECKING:
-    from codex.runtime.docker.runtime import DockerExecution, DockerRuntime
+from codex.tasks import Tasks
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +43,26 @@ MAX_COUNTED_TAKES = 256  # takes counted per network and window
 REMEMBERED_TAKERS = 4096  # addresses whose last take is remembered (oldest forgotten)
 
 
-class ContainerPool:
-    def __init__(self, runtime: DockerRuntime, size: int, share_window: float = 0.0) -> None:
+class Pooled(Protocol):
+    """A prepared sandbox, as far as the pool is concerned."""
+
+    def alive(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+P = TypeVar("P", bound=Pooled)
+P_co = TypeVar("P_co", bound=Pooled, covariant=True)
+
+
+class PoolBackend(Protocol[P_co]):
+    """What prepares the pool's sandboxes (the Docker runtime; a fake in tests)."""
+
+    def prepare(self, session_id: str | None) -> Awaitable[P_co]: ...
+
+
+class ContainerPool(Generic[P]):
+    def __init__(self, runtime: PoolBackend[P], size: int, share_window: float = 0.0) -> None:
         self.runtime = runtime
         self.size = size
         self.share_window = share_window
@@ -58,15 +75,19 @@ class ContainerPool:
         self._took: dict[str, deque[float]] = {}
         self._asks: dict[str, deque[float]] = {}  # the same for every ask
         # Takers waiting for a refill in flight, first come first served.
-        self._waiters: deque[asyncio.Future[DockerExecution | None]] = deque()
+        self._waiters: deque[asyncio.Future[P | None]] = deque()
         # How many more containers may exist now (the global cap minus running ones).
         self.headroom: Callable[[], int] = lambda: size
-        self._ready: deque[DockerExecution] = deque()
+        self._ready: deque[P] = deque()
         self._starting = 0
         self._image_id: str | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._adds: set[asyncio.Task[None]] = set()
+        # Apart: stop() cancels refills, but a close must run to its end (it removes
+        # a container and frees its uid).
+        self._refills = Tasks("pool refills")
+        self._closes = Tasks("pool closes")
+        self._stopped = False
 
     @property
     def ready(self) -> int:
@@ -74,18 +95,29 @@ class ContainerPool:
 
     def start(self) -> None:
         if self._task is None:
+            self._stopped = False
             self._task = asyncio.ensure_future(self._run())
             self._wake.set()
 
     def stop(self) -> None:
+        """Prepare nothing more: refills under way are cancelled (the backend undoes
+        what they half made), waiters start cold, what waits ready is closed, and
+        whatever comes back later (a waiter's, cancelled) is closed too."""
+        self._stopped = True
         if self._task is not None:
             self._task.cancel()
             self._task = None
-        for task in self._adds:
-            task.cancel()
+        self._refills.cancel()
         self._trim_waiters(0)
+        while self._ready:
+            self._close(self._ready.popleft())
 
-    def take(self, client: str = "local") -> DockerExecution | None:
+    async def closed(self) -> None:
+        """Return once every close the pool started has ended."""
+        while len(self._closes):
+            await self._closes.wait()
+
+    def take(self, client: str = "local") -> P | None:
         """A prepared sandbox for one execution, or None (start one cold)."""
         now = self._ask(client)
         if now is None:
@@ -95,7 +127,7 @@ class ContainerPool:
             self._note_take(client, now)
         return self._counted(execution)
 
-    async def acquire(self, client: str = "local") -> DockerExecution | None:
+    async def acquire(self, client: str = "local") -> P | None:
         """As take(), but when the pool is empty and refills are on their way, wait
         for the next one (None: start one cold). Returns at once on a hit."""
         now = self._ask(client)
@@ -118,24 +150,24 @@ class ContainerPool:
         self.refused += 1
         return None
 
-    def _counted(self, execution: DockerExecution | None) -> DockerExecution | None:
+    def _counted(self, execution: P | None) -> P | None:
         if execution is None:
             self.misses += 1
         else:
             self.hits += 1
         return execution
 
-    def _pop_alive(self) -> DockerExecution | None:
+    def _pop_alive(self) -> P | None:
         while self._ready:
             execution = self._ready.popleft()
             if execution.alive():
                 return execution
             log.warning("pool: a prepared sandbox died while it waited; dropping it")
-            self._spawn(execution.close())
+            self._close(execution)
         return None
 
-    async def _wait_for_refill(self) -> DockerExecution | None:
-        waiter: asyncio.Future[DockerExecution | None] = asyncio.get_running_loop().create_future()
+    async def _wait_for_refill(self) -> P | None:
+        waiter: asyncio.Future[P | None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
             return await waiter
@@ -149,13 +181,16 @@ class ContainerPool:
                     self._waiters.remove(waiter)
             raise
 
-    def _deliver(self, execution: DockerExecution) -> None:
+    def _deliver(self, execution: P) -> None:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(execution)
                 return
-        self._ready.append(execution)
+        if self._stopped:
+            self._close(execution)
+        else:
+            self._ready.append(execution)
 
     def _trim_waiters(self, keep: int) -> None:
         """No more waiters than refills in flight: the rest start cold."""
@@ -217,7 +252,7 @@ class ContainerPool:
             self._ready.clear()
             log.info("sandbox image changed: replacing %d pooled container(s)", len(stale))
             for execution in stale:
-                self._spawn(execution.close())
+                self._close(execution)
         self._image_id = image_id
         self._wake.set()
 
@@ -239,10 +274,10 @@ class ContainerPool:
             self._wake.clear()
             while len(self._ready) + self._starting < self._target():
                 self._starting += 1
-                self._spawn(self._add())
+                self._refills.spawn(self._add())
             # Beyond the target (the cap tightened): give back what waits.
             while self._ready and len(self._ready) + self._starting > self._target():
-                self._spawn(self._ready.pop().close())
+                self._close(self._ready.pop())
 
     async def _add(self) -> None:
         try:
@@ -260,7 +295,5 @@ class ContainerPool:
             self._trim_waiters(self._starting)  # a failed refill: its waiter goes cold
             self._wake.set()
 
-    def _spawn(self, work: Any) -> None:
-        task = asyncio.ensure_future(work)
-        self._adds.add(task)
-        task.add_done_callback(self._adds.discard)
+    def _close(self, execution: P) -> None:
+        self._closes.spawn(execution.close())

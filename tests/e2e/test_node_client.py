@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import require
 from tests.harness import running_app
 
-NODE_DIR = Path(__file__).parent / "node"
+NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 SCRIPT = NODE_DIR / "seed_flow.mjs"
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from codex.api.http import routes
 from codex.api.openapi import OPENAPI
-from codex.sessions.session import SessionRegistry
+from codex.sessions.registry import SessionRegistry
 from tests.harness import running_app
 
 METHODS = ("get", "post", "put", "delete", "patch")

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from codex.config import Settings, config_docs, load
+from codex.config import Settings, load
+from codex.config_docs import config_docs
 from codex.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults() -> None:

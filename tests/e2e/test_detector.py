@@ -21,13 +21,8 @@ from pathlib import Path
 import pytest
 
 from codex.sessions.input import detector as input_detect
-from codex.sessions.input.detector import (
-    MAX_FD_CHECKS,
-    SESSION_SHARE,
-    InputWatcher,
-    ProcDetector,
-    proc_detector_available,
-)
+from codex.sessions.input.detector import MAX_FD_CHECKS, ProcDetector, proc_detector_available
+from codex.sessions.input.watcher import SESSION_SHARE, InputWatcher
 
 pytestmark = pytest.mark.skipif(
     not proc_detector_available() or os.geteuid() != 0,

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from codex.api.follow import merge_output
-from codex.runtime.base import RESULT_END, RESULT_OSC, ResultScanner
+from codex.runtime.protocol import RESULT_END, RESULT_OSC, ResultScanner
 from codex.sessions.eventlog import COMPLETE, INPUT_REQUIRED, OUTPUT, EventLog
 from codex.sessions.screen import TerminalModel
 
@@ -34,7 +34,7 @@ def test_scanner_byte_by_byte() -> None:
 
 
 def test_scanner_follows_the_protocol_states() -> None:
-    from codex.runtime.base import GO, NEW, READY
+    from codex.runtime.protocol import GO, NEW, READY
 
     scanner = ResultScanner(NONCE)
     marker = RESULT_OSC + NONCE.encode() + b";"

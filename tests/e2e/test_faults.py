@@ -1,5 +1,6 @@
-"""Faults (real Docker, run last: one of them restarts the engine): the engine
-restarted during a run, and the server killed and started again."""
+"""Faults (real Docker): the engine restarted during a run, and the server killed and
+started again. Marked ``fault``: tests/conftest.py runs them after every other test, as
+one of them restarts the engine."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from tests.dockerutil import assert_gone_soon, containers_of_soon
 from tests.harness import running_app
 from tests.servers import codex_process
 
-pytestmark = [pytest.mark.docker, pytest.mark.gen_test(timeout=240)]
+pytestmark = [pytest.mark.docker, pytest.mark.fault, pytest.mark.gen_test(timeout=240)]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _dockerd_pids() -> list[int]:

@@ -1,0 +1,44 @@
+"""The Docker SDK's client as this server uses it, and the engine's errors in brief."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import docker
+import docker.errors
+from codex.config import Settings
+from codex.errors import RuntimeUnavailable, SandboxError
+
+
+def connect(settings: Settings) -> docker.APIClient:
+    """A client for the configured engine (or the environment's, or the local socket)."""
+    kwargs: dict[str, Any] = {
+        "timeout": settings.docker_timeout,
+        "max_pool_size": 64,
+        "version": "auto",
+    }
+    if settings.docker_url:
+        kwargs["base_url"] = settings.docker_url
+    else:
+        kwargs.update(docker.utils.kwargs_from_env())
+        kwargs.setdefault("base_url", "unix:///var/run/docker.sock")
+    try:
+        return docker.APIClient(**kwargs)
+    except docker.errors.DockerException as exc:
+        raise RuntimeUnavailable(f"No Docker engine answers: {exc}") from exc
+
+
+def short(exc: BaseException) -> str:
+    """An error fit for a log line or a learner's message: engine errors can carry
+    whole HTTP bodies."""
+    text = str(exc) or type(exc).__name__
+    return text if len(text) < 300 else text[:300] + "..."
+
+
+def start_failure(exc: BaseException, image: str) -> Exception:
+    """What a learner is told when the engine could not start a sandbox."""
+    if isinstance(exc, docker.errors.ImageNotFound):
+        return RuntimeUnavailable(
+            f"The sandbox image {image} is missing; build it with `make image`."
+        )
+    return SandboxError(f"The Docker engine could not start the sandbox: {short(exc)}")

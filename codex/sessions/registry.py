@@ -1,0 +1,181 @@
+"""The sessions of this server: created here, found by id, capped, forgotten.
+
+A finished session is kept for late joins and GETs, but not without bound: beyond
+``max_finished_sessions``, or beyond the memory budget of all of them
+(``finished_memory_mb``), the oldest go first; the rest go after ``session_ttl``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter, deque
+from dataclasses import dataclass
+from typing import Any
+
+from codex.cluster.directory import Cluster
+from codex.config import Settings
+from codex.errors import RateLimited, RuntimeUnavailable, SessionNotFound, Unavailable
+from codex.languages import check_policy, check_syntax
+from codex.metrics import Metrics
+from codex.runtime.base import Runtime
+from codex.sessions.admission import RateLimiter, check_room, client_ip, parse_networks
+from codex.sessions.session import Session
+from codex.tasks import Tasks
+from codex.wire import RUNNING
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExecuteRequest:
+    code: str
+    language: str = "python"
+    stdin: str = ""
+    rows: int | None = None  # the client's terminal size, if it knows it already
+    cols: int | None = None
+
+
+class SessionRegistry:
+    def __init__(self, settings: Settings, runtime: Runtime) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.limiter = RateLimiter(settings)
+        self.cluster: Cluster | None = None  # set by the app when redis_url is given
+        self.accepting = True
+        self.metrics = Metrics()
+        self.metrics.watch(
+            active=lambda: self.running,
+            pool=runtime.pool_stats,
+            rate_limited=lambda: self.limiter.rejections,
+        )
+        self.trusted_proxies = parse_networks(settings.trusted_proxies)
+        self._sessions: dict[str, Session] = {}
+        # Socket.IO connections and terminal WebSockets open now, per client address.
+        self.open_clients: Counter[str] = Counter()
+        self.tasks = Tasks("registry")  # directory updates
+        self._finished_order: deque[str] = deque()
+        self._finished_chars: dict[str, int] = {}  # what each finished session holds
+        self._retained = 0  # their sum
+        runtime.set_headroom(lambda: settings.max_sessions - self.running)
+
+    @property
+    def running(self) -> int:
+        return sum(1 for s in self._sessions.values() if not s.finished)
+
+    def get(self, session_id: object) -> Session:
+        session = self._sessions.get(session_id) if isinstance(session_id, str) else None
+        if session is None:
+            raise SessionNotFound("No session has that id (it may have expired).")
+        return session
+
+    def client_of(self, peer: str | None, forwarded_for: str | None) -> str:
+        return client_ip(peer, forwarded_for, self.trusted_proxies)
+
+    async def admit(self, action: str, client: str) -> dict[str, str]:
+        """Count an `execute` or `join` by this client; RateLimited over the limit."""
+        return await self.limiter.hit(action, client)
+
+    async def create(self, request: ExecuteRequest, client: str = "local") -> Session:
+        """A session for a validated request (codex.api.requests): started, or
+        finished at once if the program does not compile (no container for that)."""
+        s = self.settings
+        problem = check_syntax(request.code, request.language)
+        if problem is None:
+            check_policy(request.code, s.forbidden_imports, s.forbidden_calls)
+        session = Session(
+            s,
+            self.runtime,
+            request.code,
+            request.language,
+            request.stdin,
+            on_finish=self._finished,
+            metrics=self.metrics,
+        )
+        session.client = client
+        if request.rows and request.cols:
+            session.set_initial_size(request.rows, request.cols)
+        if problem is not None:
+            session.finish_without_running(problem)
+            self._sessions[session.id] = session
+            return session
+        await self._admit_run(session)
+        session.start()
+        return session
+
+    async def _admit_run(self, session: Session) -> None:
+        # Every await comes before the caps are checked: between the checks and the
+        # session counting, nothing may let another create through.
+        ready = await self.runtime.readiness()
+        if not ready.ready:
+            raise RuntimeUnavailable(f"Programs cannot run now: {ready.reason}.")
+        mine = sum(
+            1 for x in self._sessions.values() if not x.finished and x.client == session.client
+        )
+        try:
+            check_room(self.settings, accepting=self.accepting, running=self.running, mine=mine)
+        except RateLimited:
+            self.limiter.rejections += 1
+            raise
+        self._sessions[session.id] = session  # counts from here on
+        if self.cluster is not None:
+            try:
+                await self.cluster.record(session.id, {"state": RUNNING})
+            except Exception as exc:
+                # A Redis failure must not leave a session that holds capacity and
+                # never runs.
+                del self._sessions[session.id]
+                raise Unavailable(f"The shared session directory failed: {exc}") from exc
+
+    async def remote_record(self, session_id: object) -> dict[str, Any]:
+        """The directory entry of a session another instance owns."""
+        record = None
+        if self.cluster is not None and isinstance(session_id, str):
+            record = await self.cluster.lookup(session_id)
+        if record is None or record.get("owner") == getattr(self.cluster, "instance", None):
+            raise SessionNotFound("No session has that id (it may have expired).")
+        return record
+
+    def _finished(self, session: Session) -> None:
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.settings.session_ttl, self._expire, session.id)
+        self._finished_order.append(session.id)
+        self._finished_chars[session.id] = session.retained_chars
+        self._retained += session.retained_chars
+        budget = self.settings.finished_memory_mb * 1024 * 1024
+        while self._finished_order and (
+            len(self._finished_order) > self.settings.max_finished_sessions
+            or (self._retained > budget and len(self._finished_order) > 1)
+        ):
+            self._expire(self._finished_order.popleft())
+        if self.cluster is not None:
+            state = {"state": session.state, "result": session.result}
+            self.tasks.spawn(self.cluster.record(session.id, state))
+
+    def _expire(self, session_id: str) -> None:
+        session = self._sessions.pop(session_id, None)
+        if session is not None:
+            self._retained -= self._finished_chars.pop(session_id, 0)
+            session.release()
+        if self.cluster is not None:
+            self.tasks.spawn(self.cluster.forget(session_id))
+
+    async def drain(self, grace: float) -> None:
+        """Stop taking executions; let running ones finish for up to ``grace``
+        seconds; then cancel the rest, saying why."""
+        self.accepting = False
+        running = [
+            asyncio.ensure_future(s.wait()) for s in self._sessions.values() if not s.finished
+        ]
+        if running:
+            await asyncio.wait(running, timeout=grace)
+        await self.shutdown()
+
+    async def shutdown(self) -> None:
+        self.accepting = False
+        sessions = list(self._sessions.values())
+        for session in sessions:
+            session.cancel("The server is shutting down.")
+        # Finished sessions may still be removing their container: wait for that too.
+        await asyncio.gather(*(s.wait() for s in sessions), return_exceptions=True)
+        await self.tasks.wait()  # the directory learns how they ended
