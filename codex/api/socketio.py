@@ -18,13 +18,13 @@ from typing import Any
 
 import socketio
 
-from codex.api.follow import merge_output
 from codex.api.origins import origin_allowed
 from codex.api.requests import parse_execute, terminal_size, typed_text
 from codex.api.sio_server import BoundedServer
 from codex.cluster.locator import SessionHandle, SessionLocator
 from codex.errors import BadRequest, CodexError, RateLimited, field_error
 from codex.sessions.eventlog import Entry
+from codex.sessions.follow import merge_output
 from codex.sessions.output import FRAME_CHARS
 from codex.sessions.registry import SessionRegistry
 from codex.wire import ERROR, INTERNAL_ERROR, OUTPUT

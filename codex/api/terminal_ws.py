@@ -24,7 +24,6 @@ from typing import Any
 
 import tornado.websocket
 
-from codex.api.follow import merge_output
 from codex.api.origins import origin_allowed
 from codex.api.requests import terminal_size, typed_bytes, typed_text
 from codex.cluster.locator import SessionHandle, SessionLocator
@@ -36,6 +35,7 @@ from codex.errors import (
     SessionNotFound,
 )
 from codex.sessions.eventlog import Entry
+from codex.sessions.follow import merge_output
 from codex.sessions.output import FRAME_CHARS
 from codex.sessions.registry import SessionRegistry
 from codex.wire import ERROR, ID_CHARS, OUTPUT

@@ -69,7 +69,7 @@ class Cancel:
 @dataclass(frozen=True)
 class Follow:
     """Publish the session's log on ``channel`` until it ends or ``Leave``; ``echo``
-    for terminal views (see codex.api.follow)."""
+    for terminal views (see codex.sessions.follow)."""
 
     op: ClassVar[str] = "follow"
     session_id: str

@@ -17,7 +17,6 @@ import logging
 import uuid
 from typing import Any, Protocol
 
-from codex.api.follow import Send, follow
 from codex.cluster.commands import (
     Cancel,
     Command,
@@ -33,6 +32,7 @@ from codex.cluster.commands import (
 from codex.cluster.directory import Cluster
 from codex.errors import CodexError, SessionFinished, SessionNotFound
 from codex.sessions.eventlog import Entry
+from codex.sessions.follow import Send, follow
 from codex.sessions.registry import SessionRegistry
 from codex.sessions.session import Session
 from codex.wire import COMPLETE, ERROR, FINISHED, RUNNING
@@ -66,7 +66,7 @@ class SessionHandle(Protocol):
         """GET /api/sessions/<id>."""
 
     async def follow(self, send: Send, *, include_echo: bool) -> str:
-        """Deliver the session's entries to ``send`` (codex.api.follow) until it ends;
+        """Deliver the session's entries to ``send`` (codex.sessions.follow) until it ends;
         FINISHED, or LOST if its owner died first."""
 
 

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from codex.api.follow import merge_output
 from codex.runtime.protocol import RESULT_END, RESULT_OSC, ResultScanner
 from codex.sessions.eventlog import COMPLETE, INPUT_REQUIRED, OUTPUT, EventLog
+from codex.sessions.follow import merge_output
 from codex.sessions.screen import TerminalModel
 
 NONCE = "0123456789abcdef"

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from codex.api.follow import follow
 from codex.config import Settings
 from codex.errors import (
     NoCapacity,
@@ -35,6 +34,7 @@ from codex.runtime.base import Readiness
 # -- codex, in one place (modules are about to move into packages) -----------------------
 from codex.sessions import clock as limits
 from codex.sessions.eventlog import COMPLETE, ERROR, INPUT_REQUIRED, OUTPUT, Entry, Follower
+from codex.sessions.follow import follow
 from codex.sessions.input import watcher as input_watch
 from codex.sessions.presence import HIGH_WATER
 from codex.sessions.registry import ExecuteRequest, SessionRegistry
