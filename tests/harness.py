@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -219,3 +220,17 @@ async def running_app(**overrides: Any) -> AsyncIterator[Harness]:
             code = getattr(task.get_coro(), "cr_code", None)
             if code is not None and "engineio" in code.co_filename:
                 task.cancel()
+
+
+async def run_node(node: str, *args: str, cwd: str | os.PathLike[str]) -> tuple[int, bytes, bytes]:
+    """Run a Node script to its end (at most 60 s): (exit status, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        node, *args, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    return proc.returncode or 0, out, err

@@ -7,7 +7,6 @@ event it received. Set it up with `npm ci` in tests/node.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import require
-from tests.harness import running_app
+from tests.harness import run_node, running_app
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 SCRIPT = NODE_DIR / "seed_flow.mjs"
@@ -43,22 +42,9 @@ def _require_node() -> str:
 async def test_socketio_client_seed_flow() -> None:
     node = _require_node()
     async with running_app() as h:
-        proc = await asyncio.create_subprocess_exec(
-            node,
-            str(SCRIPT),
-            h.base_url,
-            cwd=NODE_DIR,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise
+        returncode, stdout, stderr = await run_node(node, str(SCRIPT), h.base_url, cwd=NODE_DIR)
     err = stderr.decode(errors="replace")
-    assert proc.returncode == 0, f"node exited {proc.returncode}: {err}"
+    assert returncode == 0, f"node exited {returncode}: {err}"
     lines = [line for line in stdout.decode().splitlines() if line.strip()]
     assert len(lines) == 1, stdout
     result = json.loads(lines[0])

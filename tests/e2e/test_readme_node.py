@@ -4,7 +4,6 @@ the socket.io-client in tests/node (`make node`)."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import shutil
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require
-from tests.harness import running_app
+from tests.harness import run_node, running_app
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = ROOT / "tests" / "node"
@@ -43,19 +42,7 @@ async def test_readme_node_example_runs_as_client_mjs(tmp_path: Path) -> None:
     async with running_app(runtime="local") as h:
         script = tmp_path / "client.mjs"
         script.write_text(code.replace("http://127.0.0.1:8000", h.base_url))
-        proc = await asyncio.create_subprocess_exec(
-            node,
-            str(script),
-            cwd=tmp_path,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), 60)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise
-    assert proc.returncode == 0, err.decode(errors="replace")
+        returncode, out, err = await run_node(node, str(script), cwd=tmp_path)
+    assert returncode == 0, err.decode(errors="replace")
     text = out.decode()
     assert "Your name? " in text and "Hi Ada" in text and "ok (exit 0)" in text, text

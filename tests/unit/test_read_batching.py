@@ -1,0 +1,93 @@
+"""Execution.output(): a program writing a few bytes at a time costs a bounded number
+of trips through the pipeline, and a keystroke's echo after a quiet spell is never
+held back (codex/runtime/base.py: BATCH, SMALL_READ, COALESCE_DELAY, COALESCE_MAX)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from codex.runtime.base import ExecSpec
+from tests.unit.fakes import FakeExecution
+
+SPEC = ExecSpec(code="", rows=24, cols=80, session_id="s")
+
+
+async def started() -> FakeExecution:
+    ex = FakeExecution(SPEC)
+    ex.ready()
+    ex.go()
+    return ex
+
+
+def test_a_byte_by_byte_stream_costs_about_ten_trips_a_second() -> None:
+    async def scenario() -> tuple[int, bytes]:
+        ex = await started()
+        trips, got = 0, bytearray()
+
+        async def writer() -> None:
+            deadline = time.monotonic() + 1.0
+            i = 0
+            while time.monotonic() < deadline:
+                ex.emit(b"%d," % i)
+                i += 1
+                await asyncio.sleep(0.001)
+            ex.emit(b"end")
+            ex.end()
+
+        task = asyncio.ensure_future(writer())
+        async for chunk in ex.output():
+            trips += 1
+            got += chunk
+        await task
+        return trips, bytes(got)
+
+    trips, got = asyncio.run(asyncio.wait_for(scenario(), 10))
+    # Several hundred writes in a second; one trip per write would be that many.
+    assert trips <= 25, trips
+    numbers = got.removesuffix(b"end").rstrip(b",").split(b",")
+    assert numbers == [b"%d" % i for i in range(len(numbers))]  # all of it, in order
+
+
+def test_an_echo_after_a_quiet_spell_is_not_held_back() -> None:
+    """The reader asks again as soon as it has handled a chunk (as Session's run
+    does), so after a quiet spell its read has waited: no pause."""
+
+    async def scenario() -> list[float]:
+        ex = await started()
+        arrived: list[float] = []
+        came = asyncio.Event()
+
+        async def reader() -> None:
+            async for _ in ex.output():
+                arrived.append(time.monotonic())
+                came.set()
+
+        task = asyncio.ensure_future(reader())
+        delays = []
+        for _ in range(5):
+            await asyncio.sleep(0.05)  # quiet
+            sent = time.monotonic()
+            came.clear()
+            ex.emit(b"k")
+            await came.wait()
+            delays.append(arrived[-1] - sent)
+        ex.end()
+        await task
+        return delays
+
+    delays = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert max(delays) < 0.008, delays  # below COALESCE_DELAY: no pause at all
+
+
+def test_what_is_ready_is_taken_in_one_trip() -> None:
+    async def scenario() -> list[bytes]:
+        ex = await started()
+        for _ in range(50):
+            ex.emit(b"x" * 1000)  # all there before the first read
+        ex.end()
+        return [chunk async for chunk in ex.output()]
+
+    chunks = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert sum(map(len, chunks)) == 50_000
+    assert len(chunks) <= 2, [len(c) for c in chunks]
