@@ -101,6 +101,23 @@ class Settings:
     output_limit_bytes: int = setting(
         1024 * 1024, "Bytes of output an execution may produce before it is stopped."
     )
+    display_max_bytes: int = setting(
+        2 * 1024 * 1024,
+        "Largest image a program may display (plt.show(), codex_display.show()), in "
+        "bytes; a larger one is replaced by a notice. Images count against the output "
+        "limit.",
+    )
+    display_max_count: int = setting(
+        50, "Images one execution may display; later ones are replaced by a notice."
+    )
+    display_max_pixels: int = setting(
+        4096 * 4096, "Most pixels (width x height) of one displayed image."
+    )
+    display_text_line: bool = setting(
+        True,
+        "Also write a short line such as `[figure 1: 640x480]` into the output where an "
+        "image was displayed, for clients (and terminals) that do not show images.",
+    )
     pool_size: int = setting(
         4,
         "Started containers kept ready, each for exactly one execution (0 turns the "
@@ -276,6 +293,9 @@ _MUST_BE_POSITIVE = (
     "shm_size_mb",
     "nofile_limit",
     "output_limit_bytes",
+    "display_max_bytes",
+    "display_max_count",
+    "display_max_pixels",
     "max_sessions",
     "term_rows",
     "term_cols",

@@ -41,6 +41,10 @@ INPUT_REQUIRED = "input_required"
 ERROR = "error"
 COMPLETE = "execution_complete"
 INPUT = "input"
+DISPLAY = "display"  # an image the program showed (Jupyter's display_data content)
+
+# Which of the program's streams an `output` event's text came from (its `stream`).
+STDOUT, STDERR = "stdout", "stderr"
 
 # Session ids: 192 random bits, URL-safe base64; knowing the id is the key. Routes
 # accept the wider ID_CHARS so that a wrong id gets a JSON 404, not a routing miss.

@@ -197,6 +197,26 @@ class SessionHandler(JsonHandler):
         self.send_json({"sessionId": session.id, "state": session.state}, 202)
 
 
+class DisplayHandler(JsonHandler):
+    """One image a session displayed, as its own content type (byte-exact)."""
+
+    locator: SessionLocator
+
+    def initialize(self, registry: SessionRegistry, locator: SessionLocator | None = None) -> None:
+        super().initialize(registry)
+        self.locator = locator or SessionLocator(registry)
+
+    async def get(self, session_id: str, index: str) -> None:
+        handle = await self.locator.find(session_id)
+        shown = handle.display(int(index)) if index.isdigit() else None
+        if shown is None:
+            raise NotFound(f"Session {session_id} has no display {index} here.")
+        mime, data = shown
+        self.set_header("Content-Type", mime)
+        self.set_header("Content-Length", str(len(data)))
+        self.finish(data)
+
+
 class HealthHandler(JsonHandler):
     def get(self) -> None:
         self.send_json({"status": "ok"})
@@ -245,6 +265,7 @@ def routes(
     return [
         (r"/api/execute", ExecuteHandler, args),
         (rf"/api/sessions/({ID_CHARS})", SessionHandler, found),
+        (rf"/api/sessions/({ID_CHARS})/displays/([0-9]{{1,6}})", DisplayHandler, found),
         (r"/api/openapi\.json", OpenAPIHandler, args),
         (r"/healthz", HealthHandler, args),
         (r"/readyz", ReadyHandler, args),

@@ -58,6 +58,14 @@ _SESSION_ID = {
     "schema": {"type": "string", "pattern": ID_PATTERN},
 }
 
+_DISPLAY_INDEX = {
+    "name": "index",
+    "in": "path",
+    "required": True,
+    "description": "The image's number, from 1, in the order the program showed images.",
+    "schema": {"type": "integer", "minimum": 1},
+}
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {
@@ -113,6 +121,23 @@ OPENAPI: dict[str, Any] = {
                 "responses": {
                     "202": _json("Stopping.", "Cancelled"),
                     "404": _error("No session has that id."),
+                },
+            },
+        },
+        "/api/sessions/{sessionId}/displays/{index}": {
+            "parameters": [_SESSION_ID, _DISPLAY_INDEX],
+            "get": {
+                "summary": "One image the program displayed, byte for byte",
+                "operationId": "getDisplay",
+                "responses": {
+                    "200": {
+                        "description": "The image, as its own content type.",
+                        "content": {
+                            mime: {"schema": {"type": "string", "format": "binary"}}
+                            for mime in ("image/png", "image/jpeg")
+                        },
+                    },
+                    "404": _error("No such session, or it showed no image of that number."),
                 },
             },
         },
@@ -222,7 +247,22 @@ OPENAPI: dict[str, Any] = {
                     },
                     "outputBytes": {"type": "integer"},
                     "screen": {"$ref": "#/components/schemas/Screen"},
+                    "displays": {
+                        "type": "array",
+                        "description": "The images shown, in order (refused ones left out).",
+                        "items": {"$ref": "#/components/schemas/Display"},
+                    },
                     "result": {"$ref": "#/components/schemas/Result"},
+                },
+            },
+            "Display": {
+                "type": "object",
+                "properties": {
+                    "index": {"type": "integer"},
+                    "mime": {"type": "string", "enum": ["image/png", "image/jpeg"]},
+                    "width": {"type": "integer"},
+                    "height": {"type": "integer"},
+                    "bytes": {"type": "integer"},
                 },
             },
             "Screen": {

@@ -2,7 +2,8 @@
 
 client -> server: join {sessionId}, input {input, sessionId?}, execute {code, language},
                   resize {rows, cols, sessionId?}, interrupt {sessionId?}, eof {sessionId?}
-server -> client: output {output, sessionId}, input_required {sessionId, prompt, ...},
+server -> client: output {output, sessionId, stream}, display {sessionId, data, metadata},
+                  input_required {sessionId, prompt, ...},
                   execution_complete {sessionId, status, exitCode, durationMs, ...},
                   error {error, code, sessionId?}, session {sessionId}
 """
@@ -241,9 +242,10 @@ class SocketIOTransport:
 
     async def _deliver(self, sid: str, session: SessionHandle) -> None:
         async def send(entries: list[Entry]) -> None:
-            for kind, body in merge_output(entries, FRAME_CHARS):
+            for kind, body, stream in merge_output(entries, FRAME_CHARS, by_stream=True):
                 if kind == OUTPUT:
-                    await self.sio.emit(OUTPUT, {"output": body, "sessionId": session.id}, to=sid)
+                    message = {"output": body, "sessionId": session.id, "stream": stream}
+                    await self.sio.emit(OUTPUT, message, to=sid)
                 else:
                     await self.sio.emit(kind, body, to=sid)
 

@@ -38,7 +38,7 @@ from codex.sessions.eventlog import Entry
 from codex.sessions.follow import merge_output
 from codex.sessions.output import FRAME_CHARS
 from codex.sessions.registry import SessionRegistry
-from codex.wire import ERROR, ID_CHARS, OUTPUT
+from codex.wire import DISPLAY, ERROR, ID_CHARS, OUTPUT
 
 log = logging.getLogger(__name__)
 
@@ -170,10 +170,12 @@ class TerminalHandler(tornado.websocket.WebSocketHandler):
 
 
 def terminal_messages(entries: list[Entry]) -> list[list[Any]]:
-    """Log entries as terminado-protocol messages (stdout frames merged)."""
+    """Log entries as terminado-protocol messages (stdout frames merged). Images are
+    not sent (a terminal gets the text line written in their place)."""
     return [
         ["stdout" if kind == OUTPUT else kind, body]
-        for kind, body in merge_output(entries, FRAME_CHARS)
+        for kind, body, _ in merge_output(entries, FRAME_CHARS)
+        if kind != DISPLAY
     ]
 
 

@@ -65,6 +65,9 @@ class SessionHandle(Protocol):
     def describe(self) -> dict[str, Any]:
         """GET /api/sessions/<id>."""
 
+    def display(self, index: int) -> tuple[str, bytes] | None:
+        """(content type, bytes) of image ``index`` (from 1), if this server has it."""
+
     async def follow(self, send: Send, *, include_echo: bool) -> str:
         """Deliver the session's entries to ``send`` (codex.sessions.follow) until it ends;
         FINISHED, or LOST if its owner died first."""
@@ -95,6 +98,9 @@ class LocalHandle:
 
     def describe(self) -> dict[str, Any]:
         return self.session.describe()
+
+    def display(self, index: int) -> tuple[str, bytes] | None:
+        return self.session.output.displays.image(index)
 
     async def follow(self, send: Send, *, include_echo: bool) -> str:
         await follow(self.session, send, include_echo=include_echo)
@@ -146,6 +152,9 @@ class RemoteHandle:
             "owner": self.record.get("owner"),
             "result": self.record.get("result"),
         }
+
+    def display(self, index: int) -> tuple[str, bytes] | None:
+        return None  # images stay with the owner (its server's GET has them)
 
     async def follow(self, send: Send, *, include_echo: bool) -> str:
         """Ask the owner to publish the log on a channel subscribed first, and pass

@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from codex.errors import SandboxError
-from codex.runtime.protocol import GO, NEW, ResultScanner, job_bytes, sync_record
+from codex.runtime.protocol import (
+    GO,
+    NEW,
+    Item,
+    ResultScanner,
+    display_record_bound,
+    job_bytes,
+    sync_record,
+)
 from codex.runtime.terminal_io import write_to_terminal
 
 # A read that found data waiting takes whatever else is ready too (up to BATCH bytes):
@@ -40,6 +48,8 @@ class ExecSpec:
     session_id: str
     # The client address it runs for: the runtime's fair queue and pool share key.
     client: str = "local"
+    # The largest image the sandbox passes on (larger ones come as their size only).
+    max_image_bytes: int = 0
 
 
 @dataclass
@@ -123,15 +133,17 @@ class Execution(abc.ABC):
             raise SandboxError("the sandbox did not get ready in time") from None
 
     async def begin(self, spec: ExecSpec) -> None:
-        await self._send(job_bytes(spec.code, spec.rows, spec.cols))
+        self.scanner.display_max = display_record_bound(spec.max_image_bytes)
+        await self._send(job_bytes(spec.code, spec.rows, spec.cols, spec.max_image_bytes))
 
     async def started(self) -> None:
         """Return once the program may run: the supervisor said `go` (or it ended).
         Before that the supervisor itself reads the terminal, which is no prompt."""
         await self._go.wait()
 
-    async def output(self) -> AsyncIterator[bytes]:
-        """The terminal's bytes, protocol records removed; ends when the program ends."""
+    async def output(self) -> AsyncIterator[Item]:
+        """The terminal's bytes, protocol records removed, with the program's images
+        and stream switches in their places; ends when the program ends."""
         if self._early:
             early, self._early = self._early, b""
             yield early
@@ -153,13 +165,14 @@ class Execution(abc.ABC):
                 if tail:
                     yield tail
                 return
-            passed = self.scanner.feed(data)
+            passed = self.scanner.feed_items(data)
             if self.scanner.state >= GO:
                 self._go.set()
             if self._sync_waiters:
                 self._wake_syncs()
-            if passed:
-                yield passed
+            for item in passed:
+                if item:
+                    yield item
         self._go.set()
         self._wake_syncs(everyone=True)
 

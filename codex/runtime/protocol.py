@@ -3,32 +3,87 @@
 Both backends run the same supervisor (``codex.runtime.sandbox``). The server sends
 the job (its length on a line, then JSON); the supervisor answers with records framed
 as ``ESC ] 6973 ; <nonce> ; <body> BEL`` in the terminal's output: ``ready``, ``go``,
-``sync:<n>`` (written by the server, see ``Execution.sync``) and last the result, a
-JSON object. The nonce is fresh per execution and known only to the server and the
-supervisor, so printed text cannot pass for a record. :class:`ResultScanner` takes
-the records out of the byte stream.
+``sync:<n>`` (written by the server, see ``Execution.sync``), while the program runs
+``display:<header length>:<header JSON><base64 image>`` and ``stderr:on`` /
+``stderr:off`` (the child's display channel, see ``sandbox/codex_display.py``), and
+last the result, a JSON object. The nonce is fresh per execution and known only to
+the server and the supervisor, so printed text cannot pass for a record.
+:class:`ResultScanner` takes the records out of the byte stream.
 """
 
 from __future__ import annotations
 
+import binascii
 import json
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
-from codex.runtime.sandbox import CHILD_SOURCE, SUPERVISOR_SOURCE
+from codex.runtime.sandbox import CHILD_SOURCE, DISPLAY_SOURCE, SUPERVISOR_SOURCE
 
 RESULT_OSC = b"\x1b]6973;"
 RESULT_END = b"\x07"
 
 NEW, READY, GO = 0, 1, 2  # where the supervisor's protocol is
+RECORD_MAX = 65536  # a record longer than this that is not an image is not ours
+DISPLAY = b"display:"
+
+
+@dataclass(frozen=True)
+class DisplayRecord:
+    """An image the program displayed, at its place in the stream (not checked yet:
+    the session's display policy does that)."""
+
+    mime: str
+    text: str
+    size: int  # the image's bytes, as the supervisor counted them
+    data: bytes  # the image; b"" when it was over the job's bound or undecodable
+
+
+@dataclass(frozen=True)
+class StreamSwitch:
+    """What follows is the program's stderr (or, with False, its stdout again)."""
+
+    stderr: bool
+
+
+Item = bytes | DisplayRecord | StreamSwitch
+
+
+def display_record_bound(max_image: int) -> int:
+    """The longest display record an image within max_image makes (base64 + header)."""
+    return (max_image + 4096) * 4 // 3 + 8192
+
+
+def parse_display(body: bytes) -> DisplayRecord | None:
+    """A `display:` record's body (after the prefix), or None if it is malformed."""
+    length, sep, rest = body.partition(b":")
+    if not sep or not length.isdigit() or int(length) > len(rest):
+        return None
+    try:
+        header = json.loads(rest[: int(length)].decode("ascii"))
+        data = binascii.a2b_base64(rest[int(length) :], strict_mode=True)
+    except (ValueError, binascii.Error):
+        return None
+    if not isinstance(header, dict) or not isinstance(header.get("bytes"), int):
+        return None
+    mime, text = header.get("mime"), header.get("text")
+    return DisplayRecord(
+        mime if isinstance(mime, str) else "",
+        text if isinstance(text, str) else "",
+        header["bytes"],
+        data,
+    )
 
 
 def supervisor_command(python: str) -> list[str]:
-    return [python, "-I", "-S", "-c", SUPERVISOR_SOURCE, CHILD_SOURCE]
+    return [python, "-I", "-S", "-c", SUPERVISOR_SOURCE, CHILD_SOURCE, DISPLAY_SOURCE]
 
 
-def job_bytes(code: str, rows: int, cols: int) -> bytes:
-    payload = json.dumps({"code": code, "rows": rows, "cols": cols}).encode()
+def job_bytes(code: str, rows: int, cols: int, max_image: int = 0) -> bytes:
+    """The job; `maxImage` bounds what the supervisor passes on of one image."""
+    job = {"code": code, "rows": rows, "cols": cols, "maxImage": max_image}
+    payload = json.dumps(job).encode()
     return b"%d\n" % len(payload) + payload
 
 
@@ -41,7 +96,9 @@ def sync_record(nonce: str, number: int) -> bytes:
 
 
 class ResultScanner:
-    """Takes the supervisor's records (`ready`, `go`, the result) out of the stream.
+    """Takes the supervisor's records out of the stream: `ready`, `go`, `sync:<n>` and
+    the result change its state; images and stream switches come out of
+    ``feed_items`` in their place among the bytes.
 
     Work per chunk is one ``bytes.find``; only a chunk ending in a possible start of
     a record is held back, a few bytes at most.
@@ -54,13 +111,19 @@ class ResultScanner:
         self.state = NEW
         self.synced = 0  # the highest sync record seen
         self.result: dict[str, Any] | None = None
+        self.display_max = display_record_bound(0)  # the job's image bound sets it
+        self._items: list[Item] = []
 
     @property
     def done(self) -> bool:
         return self.result is not None
 
     def feed(self, data: bytes) -> bytes:
-        """Bytes to pass on; advances ``state`` and sets ``result`` from records."""
+        """Bytes to pass on (images and switches left out: before `go` there are none)."""
+        return b"".join(x for x in self.feed_items(data) if isinstance(x, bytes))
+
+    def feed_items(self, data: bytes) -> list[Item]:
+        """What to pass on, in order; advances ``state`` and sets ``result`` from records."""
         if (
             self._record is None
             and not self._held
@@ -68,11 +131,12 @@ class ResultScanner:
             and data.find(self._marker) < 0
             and not self._partial_suffix(data)
         ):
-            return data  # the common case: no record here, nothing copied
+            return [data]  # the common case: no record here, nothing copied
         out = bytearray()
+        items = self._items = []
         while data and self.result is None:
             if self._record is not None:
-                data = self._feed_record(data)
+                data = self._feed_record(data, out)
                 continue
             if self._held:
                 data, self._held = self._held + data, b""
@@ -89,23 +153,46 @@ class ResultScanner:
             out += data
             break
         # Whatever orphans print after the result is not the program's.
-        return bytes(out)
+        if out:
+            items.append(bytes(out))
+        return items
 
     def flush(self) -> bytes:
         held, self._held = self._held, b""
         return held
 
-    def _feed_record(self, data: bytes) -> bytes:
-        """Consume record bytes; returns what follows the record."""
+    def _feed_record(self, data: bytes, out: bytearray) -> bytes:
+        """Consume record bytes; returns what follows the record. An image or a switch
+        goes to the items after the bytes before it (``out``, emptied)."""
         assert self._record is not None
         end = data.find(RESULT_END)
         if end < 0:
             self._record += data
-            if len(self._record) > 65536:
+            limit = self.display_max if self._record.startswith(DISPLAY) else RECORD_MAX
+            if len(self._record) > limit:
                 self._record = None  # not ours after all; drop it rather than buffer
             return b""
         self._record += data[:end]
         body, self._record = bytes(self._record), None
+        item = self._item(body)
+        if item is not None:
+            if out:
+                self._items.append(bytes(out))
+                out.clear()
+            self._items.append(item)
+        else:
+            self._state_record(body)
+        return data[end + 1 :]
+
+    def _item(self, body: bytes) -> Item | None:
+        if body == b"stderr:on" or body == b"stderr:off":
+            return StreamSwitch(body == b"stderr:on")
+        if body.startswith(DISPLAY):
+            parsed = parse_display(body[len(DISPLAY) :])
+            return parsed or DisplayRecord("", "", 0, b"")  # shown as refused, never dropped
+        return None
+
+    def _state_record(self, body: bytes) -> None:
         if body == b"ready":
             self.state = max(self.state, READY)
         elif body == b"go":
@@ -119,7 +206,6 @@ class ResultScanner:
                 parsed = None
             if isinstance(parsed, dict):
                 self.result = parsed
-        return data[end + 1 :]
 
     def _partial_suffix(self, data: bytes) -> int:
         tail = data[-(len(self._marker) - 1) :]

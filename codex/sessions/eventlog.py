@@ -12,9 +12,18 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from codex.wire import COMPLETE, ERROR, INPUT_REQUIRED, OUTPUT
+from codex.wire import COMPLETE, DISPLAY, ERROR, INPUT_REQUIRED, OUTPUT, STDOUT
 
-__all__ = ["COMPLETE", "ERROR", "INPUT_REQUIRED", "OUTPUT", "Entry", "EventLog", "Follower"]
+__all__ = [
+    "COMPLETE",
+    "DISPLAY",
+    "ERROR",
+    "INPUT_REQUIRED",
+    "OUTPUT",
+    "Entry",
+    "EventLog",
+    "Follower",
+]
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,15 @@ class Entry:
     # Output chars appended to the log up to the end of this entry (never decreases):
     # how far behind a reader is, in chars, is ``log.total_chars - entry.upto``.
     upto: int = 0
+    # The program's stream the output came from (stderr text is marked by the sandbox).
+    stream: str = STDOUT
+    # Chars the entry holds beyond its text (an image's base64): the log's bound
+    # counts them, a reader's lag does not.
+    weight: int = 0
+
+    @property
+    def size(self) -> int:
+        return len(self.text) + self.weight
 
 
 @dataclass(eq=False)
@@ -57,15 +75,19 @@ class EventLog:
         *,
         echo: bool = False,
         payload: dict[str, Any] | None = None,
+        stream: str = STDOUT,
+        weight: int = 0,
     ) -> Entry:
         self.total_chars += len(text)
-        entry = Entry(self.next_seq, kind, text, echo, payload or {}, self.total_chars)
+        entry = Entry(
+            self.next_seq, kind, text, echo, payload or {}, self.total_chars, stream, weight
+        )
         self.next_seq += 1
         self._entries.append(entry)
-        self._chars += len(text)
+        self._chars += entry.size
         while self._chars > self.max_chars and len(self._entries) > 1:
             old = self._entries.popleft()
-            self._chars -= len(old.text)
+            self._chars -= old.size
             self.dropped_chars += len(old.text)
             self.first_seq = old.seq + 1
         if kind == COMPLETE:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from codex.sessions.eventlog import INPUT_REQUIRED, OUTPUT, Entry, Follower
 from codex.sessions.session import Session
+from codex.wire import STDOUT
 
 Send = Callable[[list[Entry]], Awaitable[None]]
 
@@ -80,29 +81,39 @@ def _start_on_a_line(batch: list[Entry]) -> list[Entry]:
         cut = e.text.find("\n")
         if cut < 0:
             continue
-        first = Entry(e.seq, OUTPUT, "\x1b[0m" + e.text[cut + 1 :], e.echo, upto=e.upto)
+        first = Entry(
+            e.seq, OUTPUT, "\x1b[0m" + e.text[cut + 1 :], e.echo, upto=e.upto, stream=e.stream
+        )
         return [x for x in batch[:i] if x.kind != OUTPUT] + [first, *batch[i + 1 :]]
     return batch
 
 
-def merge_output(entries: list[Entry], limit: int) -> list[tuple[str, str | dict[str, object]]]:
+Merged = tuple[str, str | dict[str, object], str]
+
+
+def merge_output(entries: list[Entry], limit: int, *, by_stream: bool = False) -> list[Merged]:
     """Consecutive output entries joined into messages of at most ``limit`` characters;
-    other entries pass through. Returns (kind, text-or-payload) pairs."""
-    out: list[tuple[str, str | dict[str, object]]] = []
+    other entries pass through. With ``by_stream`` no message mixes stdout and stderr
+    text. Returns (kind, text-or-payload, stream) triples."""
+    out: list[Merged] = []
     buf: list[str] = []
     size = 0
+    stream = STDOUT
     for e in entries:
         if e.kind == OUTPUT:
-            if size + len(e.text) > limit and buf:
-                out.append((OUTPUT, "".join(buf)))
+            split = by_stream and e.stream != stream
+            if buf and (split or size + len(e.text) > limit):
+                out.append((OUTPUT, "".join(buf), stream))
                 buf, size = [], 0
+            if not buf:
+                stream = e.stream if by_stream else STDOUT
             buf.append(e.text)
             size += len(e.text)
             continue
         if buf:
-            out.append((OUTPUT, "".join(buf)))
+            out.append((OUTPUT, "".join(buf), stream))
             buf, size = [], 0
-        out.append((e.kind, e.payload))
+        out.append((e.kind, e.payload, STDOUT))
     if buf:
-        out.append((OUTPUT, "".join(buf)))
+        out.append((OUTPUT, "".join(buf), stream))
     return out

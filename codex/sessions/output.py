@@ -4,6 +4,9 @@ UTF-8 is decoded incrementally (a character split between two reads is whole in 
 log), the output budget is enforced to the byte, the terminal's echo of an answer is
 marked as such (event views hide it, terminal views show it), and text is coalesced
 into frames so that a program printing byte by byte never costs a message per byte.
+Images (displays.py) and the sandbox's stderr marks come in their places among the
+bytes: text before an image is in the log before the image, and a frame never holds
+text of two streams.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import time
 from collections.abc import Callable
 
 from codex.metrics import Metrics
+from codex.runtime.protocol import DisplayRecord
+from codex.sessions.displays import Displays
 from codex.sessions.eventlog import EventLog
-from codex.wire import OUTPUT
+from codex.wire import DISPLAY, OUTPUT, STDERR, STDOUT
 
 FRAME_CHARS = 64 * 1024  # largest `output` message: fewer frames, less cost per MB
 FLUSH_DELAY = 0.02  # output waits at most this long to be coalesced with more
@@ -39,8 +44,10 @@ class OutputPipeline:
         *,
         on_text: Callable[[str], None],
         on_limit: Callable[[], None],
+        displays: Displays | None = None,
     ) -> None:
         self.log = log
+        self.displays = displays or Displays("", 0, 0, 0, text_line=False)
         self.limit_bytes = limit_bytes
         self.metrics = metrics
         self._on_text = on_text  # every decoded text, before it is queued (the screen)
@@ -51,7 +58,8 @@ class OutputPipeline:
         self._created = time.monotonic()
         self._first_seen = False
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._pending: list[tuple[str, bool]] = []
+        self._pending: list[tuple[str, bool, str]] = []  # (text, echo, stream)
+        self._stream = STDOUT  # where the program's text comes from now
         self._pending_chars = 0
         self._flush_handle: asyncio.TimerHandle | None = None
         self._window_start = 0.0
@@ -89,6 +97,29 @@ class OutputPipeline:
         if final or over:
             self.flush()
 
+    def switch(self, stderr: bool) -> None:
+        """The sandbox marked the start (or end) of a write to the program's stderr."""
+        self._stream = STDERR if stderr else STDOUT
+
+    def display(self, record: DisplayRecord) -> None:
+        """An image the program showed: in the log after the text before it, or a
+        notice in its place. Its bytes count against the output budget."""
+        if self.truncated:
+            return
+        shown, line = self.displays.take(record, self.limit_bytes - self.output_bytes)
+        if shown is not None:
+            self.output_bytes += shown.size
+            self.metrics.output_bytes.inc(shown.size)
+            self.flush()
+            weight = sum(len(v) for v in shown.payload["data"].values())
+            self.log.append(DISPLAY, payload=shown.payload, weight=weight)
+        if line:
+            stream, self._stream = self._stream, STDOUT
+            self._add_text(line)
+            self._stream = stream
+        elif shown is not None:
+            self.last_output = time.monotonic()
+
     def _add_text(self, text: str) -> None:
         now = time.monotonic()
         self.last_output = now
@@ -125,10 +156,12 @@ class OutputPipeline:
                 self._flush_handle = asyncio.get_running_loop().call_later(delay, self.flush)
 
     def _queue(self, text: str, *, echo: bool) -> None:
-        if self._pending and self._pending[-1][1] == echo:
-            self._pending[-1] = (self._pending[-1][0] + text, echo)
+        stream = STDOUT if echo else self._stream
+        last = self._pending[-1] if self._pending else None
+        if last is not None and last[1] == echo and last[2] == stream:
+            self._pending[-1] = (last[0] + text, echo, stream)
         else:
-            self._pending.append((text, echo))
+            self._pending.append((text, echo, stream))
         self._pending_chars += len(text)
 
     def flush(self) -> None:
@@ -136,14 +169,15 @@ class OutputPipeline:
             self._flush_handle.cancel()
             self._flush_handle = None
         pending, self._pending, self._pending_chars = self._pending, [], 0
-        for text, echo in pending:
+        for text, echo, stream in pending:
             for at in range(0, len(text), FRAME_CHARS):
-                self.log.append(OUTPUT, text[at : at + FRAME_CHARS], echo=echo)
+                self.log.append(OUTPUT, text[at : at + FRAME_CHARS], echo=echo, stream=stream)
 
     def release(self) -> None:
         """Drop the callbacks into the session (they would make a cycle with it)."""
         self._on_text = _ignore_text
         self._on_limit = _ignore
+        self.displays.shown.clear()  # the session expired: its images go with its log
 
     def close(self) -> None:
         """The session finished: what is pending is in the log; drop the rest."""

@@ -16,6 +16,7 @@ from typing import Any, Protocol, cast
 from codex.errors import CodexError
 from codex.metrics import Metrics
 from codex.runtime.base import ExecSpec, Execution, ExitInfo, Runtime
+from codex.runtime.protocol import DisplayRecord
 from codex.sessions.clock import RunClock
 from codex.sessions.input.watcher import InputWatcher
 from codex.sessions.keyboard import Keyboard
@@ -94,7 +95,14 @@ class Run:
     async def _start(self) -> Execution | None:
         """The sandbox, or None if the session ended before it was there."""
         s = self.session
-        spec = ExecSpec(code=s.code, rows=s.rows, cols=s.cols, session_id=s.id, client=s.client)
+        spec = ExecSpec(
+            code=s.code,
+            rows=s.rows,
+            cols=s.cols,
+            session_id=s.id,
+            client=s.client,
+            max_image_bytes=s.output.displays.max_bytes,
+        )
         self.job_size = (spec.rows, spec.cols)  # what the sandbox has at `go`
         try:
             with s.metrics.start_latency.time():
@@ -127,8 +135,13 @@ class Run:
         s = self.session
         watching = asyncio.ensure_future(self._watch(execution, self.job_size))
         try:
-            async for chunk in execution.output():
-                s.output.feed(chunk)
+            async for item in execution.output():
+                if isinstance(item, bytes):
+                    s.output.feed(item)
+                elif isinstance(item, DisplayRecord):
+                    s.output.display(item)
+                else:
+                    s.output.switch(item.stderr)
                 if s.presence.lag() > HIGH_WATER:
                     # Stop reading until the controller catches up: the engine's
                     # buffers fill and the program blocks in write(), costing nothing.

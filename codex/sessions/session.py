@@ -22,6 +22,7 @@ from codex.languages import SyntaxProblem
 from codex.metrics import Metrics
 from codex.runtime.base import ExitInfo, Runtime
 from codex.sessions.clock import RunClock
+from codex.sessions.displays import Displays
 from codex.sessions.eventlog import Entry, EventLog, Follower
 from codex.sessions.input.watcher import InputWatcher
 from codex.sessions.keyboard import Keyboard
@@ -87,6 +88,7 @@ class Session:
             self.metrics,
             on_text=self._on_text,
             on_limit=lambda: self.run.stop(OUTPUT_LIMIT),
+            displays=Displays.of(self.id, settings),
         )
         self.output.expect_echo(stdin)
         self.keyboard = Keyboard(settings.max_session_input_bytes, stdin, self._on_line)
@@ -199,6 +201,7 @@ class Session:
             "detector": self.watcher.name,
             "outputBytes": self.output_bytes,
             "screen": self.terminal.snapshot(),
+            "displays": self.output.displays.listing(),
             "result": self.result,
         }
 

@@ -15,8 +15,10 @@ METHODS = ("get", "post", "put", "delete", "patch")
 
 
 def _template(pattern: str) -> str:
+    """The route's groups named as the document names them, in order."""
     path = pattern.replace("\\.", ".")
-    return re.sub(r"\([^)]*\)", "{sessionId}", path)
+    names = iter(("{sessionId}", "{index}"))
+    return re.sub(r"\([^)]*\)", lambda _: next(names), path)
 
 
 def test_every_route_is_described_and_nothing_else() -> None:

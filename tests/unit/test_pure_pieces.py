@@ -151,11 +151,11 @@ def test_merge_output_respects_the_frame_limit() -> None:
     log.append(OUTPUT, "z")
     merged = merge_output(log.since(0), limit=7)
     assert merged == [
-        (OUTPUT, "aaabbb"),
-        (OUTPUT, "cccddd"),
-        (OUTPUT, "eeefff"),
-        (INPUT_REQUIRED, {"prompt": "x"}),
-        (OUTPUT, "z"),
+        (OUTPUT, "aaabbb", "stdout"),
+        (OUTPUT, "cccddd", "stdout"),
+        (OUTPUT, "eeefff", "stdout"),
+        (INPUT_REQUIRED, {"prompt": "x"}, "stdout"),
+        (OUTPUT, "z", "stdout"),
     ]
 
 

@@ -98,7 +98,7 @@ def test_output_reaches_a_follower_in_order_with_sequence_numbers(fake: FakeRunt
 
         reader = asyncio.ensure_future(follow(s, send, include_echo=True))
         ex = await fake.next_execution()
-        assert job_of(ex) == {"code": CODE, "rows": 24, "cols": 80}
+        assert job_of(ex) == {"code": CODE, "rows": 24, "cols": 80, "maxImage": 2 << 20}
         # "três" split inside its two-byte "ê": decoded whole, never as U+FFFD.
         chunks = [b"one\r\n", b"two\r\ntr\xc3", b"\xaas\r\n", b"four"]
         for chunk in chunks:

@@ -5,3 +5,5 @@ from importlib.resources import files
 
 SUPERVISOR_SOURCE = files(__package__).joinpath("supervisor.py").read_text("utf-8")
 CHILD_SOURCE = files(__package__).joinpath("child.py").read_text("utf-8")
+# The module `codex_display`, which the child makes from this text (see child.py).
+DISPLAY_SOURCE = files(__package__).joinpath("codex_display.py").read_text("utf-8")

@@ -1,5 +1,7 @@
 # Runs the user's program as __main__ in a fresh interpreter:
-#   python3 -I -c <this source> <code fd> <result fd>
+#   python3 -I -c <this source> <code fd> <result fd> <display fd> <ack fd> <display source>
+# The display source becomes the module `codex_display` (images, the matplotlib
+# backend, stderr marking: see that file) before the program is known.
 # It starts before the program is known (a pooled sandbox keeps it warm) and reads
 # the program from the code pipe, which the supervisor closes when it is all there.
 # An uncaught exception prints its traceback as Python would, and its type, message
@@ -13,6 +15,7 @@ import types
 
 def _run() -> None:
     code_fd, fd = int(sys.argv[1]), int(sys.argv[2])
+    display = _display_module(int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
     chunks = []
     while True:
         chunk = os.read(code_fd, 65536)
@@ -35,11 +38,24 @@ def _run() -> None:
     try:
         code = compile(source, filename, "exec")
         exec(code, module.__dict__)
+        display._at_exit()
     except SystemExit:
+        display._at_exit()
         raise
     except BaseException as exc:  # the program's own error, reported like Python does
         _report(fd, exc, filename)
         os._exit(1)
+
+
+def _display_module(chan_fd: int, ack_fd: int, source: str) -> types.ModuleType:
+    for own in (chan_fd, ack_fd):
+        os.set_inheritable(own, False)  # a subprocess of the program gets neither
+    module = types.ModuleType("codex_display")
+    module.__dict__["__file__"] = "codex_display.py"
+    exec(compile(source, "codex_display.py", "exec"), module.__dict__)
+    sys.modules["codex_display"] = module
+    module._install(chan_fd, ack_fd)
+    return module
 
 
 def _report(fd: int, exc: BaseException, filename: str) -> None:

@@ -6,13 +6,18 @@
 #      puts the terminal in raw mode and says `ready`;
 #   2. it reads the job, "<length>\n<json {code, rows, cols}>", restores the terminal,
 #      sets its size and says `go` (only then may the server type into the terminal);
-#   3. it hands the code to the child through a pipe, waits for it, and writes one
-#      result record: {exitCode, signal, error}.
+#   3. it hands the code to the child through a pipe and, while the child runs, serves
+#      its display channel: each image becomes a `display:` record and each stderr
+#      write is bracketed by `stderr:on` / `stderr:off`, written into the terminal
+#      before the child is acknowledged (so exactly where the child's text puts them);
+#   4. once the child has ended, it writes one result record: {exitCode, signal, error}.
 # Printed text can never pass for a record: forging one needs the nonce, which lives
 # in no file, no environment and no memory the user's program can read (this process
 # makes itself non-dumpable, which hides its /proc files from the child).
+import base64
 import json
 import os
+import select
 import signal
 import sys
 
@@ -22,7 +27,7 @@ SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTOU, signal
 
 
 def main() -> None:
-    child_source = sys.argv[1]
+    child_source, display_source = sys.argv[1], sys.argv[2]
     env = dict(os.environ)
     nonce = env.pop("CODEX_NONCE", "").encode()
     if env.pop("CODEX_HARDEN", "") == "1":
@@ -30,23 +35,29 @@ def main() -> None:
     # Ctrl-C and friends are for the user's program; this process must outlive it.
     for sig in SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+    # Matplotlib draws through the display module (which the child provides).
+    env["MPLBACKEND"] = "module://codex_display_backend"
     code_r, code_w = os.pipe()
     result_r, result_w = os.pipe()
+    chan_r, chan_w = os.pipe()  # the child's images and stderr marks
+    ack_r, ack_w = os.pipe()  # one byte per message, once its record is written
+    wake_r, wake_w = os.pipe()  # SIGCHLD wakes the serving loop
     pid = os.fork()
     if pid == 0:
         for sig in SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
-        os.close(code_w)
-        os.close(result_r)
-        os.set_inheritable(code_r, True)
-        os.set_inheritable(result_w, True)
-        argv = [sys.executable, "-I", "-c", child_source, str(code_r), str(result_w)]
+        for own in (code_w, result_r, chan_r, ack_w, wake_r, wake_w):
+            os.close(own)
+        for fd in (code_r, result_w, chan_w, ack_r):
+            os.set_inheritable(fd, True)
+        fds = [str(fd) for fd in (code_r, result_w, chan_w, ack_r)]
+        argv = [sys.executable, "-I", "-c", child_source, *fds, display_source]
         try:
             os.execve(sys.executable, argv, env)
         finally:
             os._exit(127)
-    os.close(code_r)
-    os.close(result_w)
+    for theirs in (code_r, result_w, chan_w, ack_r):
+        os.close(theirs)
     saved = _raw_terminal()
     _say(nonce, b"ready")
     job = json.loads(_read_job().decode("utf-8"))
@@ -58,7 +69,7 @@ def main() -> None:
     except OSError:
         pass  # the child is gone already; its status says why
     os.close(code_w)
-    _, status = os.waitpid(pid, 0)
+    status = Channel(nonce, chan_r, ack_w, int(job.get("maxImage") or 0)).serve(pid, wake_r, wake_w)
     os.set_blocking(result_r, False)
     try:
         # A grandchild may hold the pipe open, so read what is there and never wait.
@@ -83,6 +94,98 @@ def main() -> None:
     _say(nonce, json.dumps(record).encode())
     code = record["exitCode"]
     os._exit(code if isinstance(code, int) and 0 <= code < 256 else 1)
+
+
+class Channel:
+    """The child's display messages, "<kind> <length>\n<payload>", served until the
+    child ends. Reads never block (a grandchild may hold the pipe), and an image over
+    the job's bound is counted and skipped, never buffered."""
+
+    def __init__(self, nonce: bytes, fd: int, ack: int, max_image: int) -> None:
+        self.nonce, self.fd, self.ack, self.max_image = nonce, fd, ack, max_image
+        self.buf = b""
+        self.need = -1  # payload bytes the current message still needs; -1: a header
+        self.kind = b""
+        self.size = 0
+
+    def serve(self, pid: int, wake_r: int, wake_w: int) -> int:
+        os.set_blocking(self.fd, False)
+        os.set_blocking(wake_w, False)
+        os.set_blocking(self.ack, False)  # a child that never reads acks cannot stall us
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        watched = [self.fd, wake_r]
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return status
+            ready, _, _ = select.select(watched, [], [])
+            if wake_r in ready:
+                os.read(wake_r, 256)
+            if self.fd in ready:
+                try:
+                    data = os.read(self.fd, 1 << 20)
+                except OSError:
+                    data = b""
+                if not data:
+                    watched = [wake_r]  # closed: only the child's end is left to see
+                self._take(data)
+
+    def _take(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            if self.need < 0:
+                end = self.buf.find(b"\n", 0, 64)
+                if end < 0:
+                    if len(self.buf) >= 64:
+                        self.buf = b""  # not a header of ours: the child's fault
+                    return
+                head, self.buf = self.buf[:end].split(b" "), self.buf[end + 1 :]
+                if len(head) != 2 or not head[1].isdigit():
+                    continue
+                self.kind, self.size = head[0], int(head[1])
+                self.need = self.size
+            if self.size > self.max_image + 4096:
+                take = min(self.need, len(self.buf))  # over the bound: skipped as it comes
+                self.buf, self.need = self.buf[take:], self.need - take
+                if self.need:
+                    return
+                self._record(b"")
+            elif len(self.buf) < self.need:
+                return
+            else:
+                payload, self.buf = self.buf[: self.need], self.buf[self.need :]
+                self._record(payload)
+            self.need = -1
+
+    def _record(self, payload: bytes) -> None:
+        if self.kind == b"e":
+            _say(self.nonce, b"stderr:on")
+        elif self.kind == b"o":
+            _say(self.nonce, b"stderr:off")
+        elif self.kind == b"d":
+            _say(self.nonce, _display_body(payload, self.size))
+        try:
+            os.write(self.ack, b"k")
+        except OSError:
+            pass
+
+
+def _display_body(payload: bytes, size: int) -> bytes:
+    """display:<header length>:<header JSON><base64 image>; the header says the
+    image's size even when the image itself was too large to pass."""
+    head, _, image = payload.partition(b"\n")
+    try:
+        header = json.loads(head.decode("utf-8"))
+    except ValueError:
+        header = {}
+    if not isinstance(header, dict):
+        header = {}
+    header = {"mime": str(header.get("mime", ""))[:40], "text": str(header.get("text", ""))[:200]}
+    header["bytes"] = len(image) if payload else max(0, size - len(head) - 1)
+    # ASCII JSON: no byte of it is a newline the terminal would rewrite, nor a BEL.
+    encoded = json.dumps(header, ensure_ascii=True).encode()
+    return b"display:%d:" % len(encoded) + encoded + base64.b64encode(image)
 
 
 def _say(nonce: bytes, payload: bytes) -> None:

@@ -1,0 +1,196 @@
+# Images from the user's program to the learner's page: `import codex_display`.
+#
+#   codex_display.show(obj)   obj: PNG or JPEG bytes, a path to such a file, a PIL
+#                             image or a matplotlib figure
+#   codex_display.show()      every open matplotlib figure (what plt.show() does)
+#
+# Shipped as source text with the child (never a file in the image) and put in
+# sys.modules before the program runs. The matplotlib backend it provides is the
+# module codex_display_backend (MPLBACKEND=module://codex_display_backend), made
+# only when matplotlib asks for it; PIL's Image.show() comes here too.
+# Each image goes to the supervisor over a private pipe; the supervisor frames it
+# with its nonce into the terminal at this exact place among the program's text,
+# then acknowledges, so what was printed before it is shown before it.
+import importlib.machinery  # here: imported inside the finder, it would find itself
+import io
+import json
+import os
+import sys
+import threading
+
+BACKEND = "codex_display_backend"
+_lock = threading.RLock()  # a message sent while flushing stdout nests, whole
+_chan = None  # (write fd, ack fd), set by the child runner
+
+
+def _connect(write_fd, ack_fd):
+    global _chan
+    _chan = (write_fd, ack_fd)
+
+
+def _send(kind, payload=b""):
+    """One message to the supervisor; returns once its record is in the terminal."""
+    if _chan is None:
+        return
+    with _lock:
+        try:
+            sys.stdout.flush()  # what was printed before comes first
+        except Exception:
+            pass
+        data = b"%s %d\n" % (kind, len(payload)) + payload
+        view = memoryview(data)
+        while view:
+            view = view[os.write(_chan[0], view) :]
+        if os.read(_chan[1], 1) == b"":
+            raise OSError("the display channel is closed")
+
+
+def _emit(image, mime, text):
+    header = json.dumps({"mime": mime, "text": text[:200]}).encode()
+    _send(b"d", header + b"\n" + image)
+
+
+def _figure_png(fig):
+    buf = io.BytesIO()
+    fig.canvas.print_figure(buf, format="png")
+    return buf.getvalue()
+
+
+def _show_figure(fig):
+    _emit(_figure_png(fig), "image/png", repr(fig))
+
+
+def _show_open_figures(close=True):
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is None:
+        return
+    from matplotlib._pylab_helpers import Gcf
+
+    for manager in Gcf.get_all_fig_managers():
+        _show_figure(manager.canvas.figure)
+    if close:
+        pyplot.close("all")
+
+
+def _show_pil(image):
+    buf = io.BytesIO()
+    fmt, mime = ("JPEG", "image/jpeg") if image.format == "JPEG" else ("PNG", "image/png")
+    if fmt == "PNG" and image.mode not in ("1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"):
+        image = image.convert("RGBA")
+    image.save(buf, format=fmt)
+    _emit(buf.getvalue(), mime, "<PIL.Image %s %dx%d>" % (image.mode, *image.size))
+
+
+def show(obj=None, **kwargs):
+    """Display obj (bytes, a file path, a PIL image, a figure), or with no argument
+    every open matplotlib figure, which are then closed (pyplot's show lands here)."""
+    if obj is None or isinstance(obj, bool):
+        _show_open_figures()
+        return
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        data = bytes(obj)
+        mime = "image/jpeg" if data[:3] == b"\xff\xd8\xff" else "image/png"
+        _emit(data, mime, "<image %d bytes>" % len(data))
+    elif isinstance(obj, (str, os.PathLike)):
+        with open(obj, "rb") as f:
+            show(f.read())
+    elif hasattr(obj, "canvas") and hasattr(obj, "savefig"):
+        _show_figure(obj)
+    elif hasattr(obj, "save") and hasattr(obj, "mode"):
+        _show_pil(obj)
+    else:
+        raise TypeError("codex_display.show() takes bytes, a path, a PIL image or a figure")
+
+
+def _at_exit():
+    """Figures still open when the program ends are shown, as in a notebook."""
+    matplotlib = sys.modules.get("matplotlib")
+    if matplotlib is not None and "matplotlib.pyplot" in sys.modules:
+        if matplotlib.get_backend() == "module://" + BACKEND:
+            _show_open_figures()
+
+
+class _StderrMarked(io.TextIOWrapper):
+    """sys.stderr, still a TTY, whose text the supervisor marks as stderr."""
+
+    def write(self, text):
+        if not text:
+            return 0
+        _mark(b"e")
+        try:
+            n = super().write(text)
+            self.flush()
+        finally:
+            _mark(b"o")
+        return n
+
+
+def _mark(kind):
+    # A closed channel must not break stderr: the text then goes unmarked.
+    try:
+        _send(kind)
+    except OSError:
+        pass
+
+
+def _mark_stderr():
+    real = sys.stderr
+    marked = _StderrMarked(
+        real.buffer, encoding=real.encoding, errors="backslashreplace", line_buffering=True
+    )
+    marked._codex_real = real  # kept alive: its finalizer would close fd 2's buffer
+    sys.stderr = marked
+
+
+class _Viewer:
+    """PIL's Image.show() viewer (ImageShow.register): the image is displayed."""
+
+    format = None
+    options = {}
+
+    def show(self, image, **options):
+        _show_pil(image)
+        return 1
+
+
+class _Backend:
+    """The loader of the matplotlib backend: Agg's canvas, and plt.show() is show()."""
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        from matplotlib.backend_bases import FigureManagerBase
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        module.FigureCanvas = FigureCanvasAgg
+        module.FigureManager = FigureManagerBase
+        module.show = show
+
+
+class _Finder:
+    """Our backend's module, and PIL.ImageShow with our viewer registered: both made
+    when the program first imports them (a program that never plots pays nothing)."""
+
+    def find_spec(self, name, path, target=None):
+        if name == BACKEND:
+            return importlib.machinery.ModuleSpec(name, _Backend())
+        if name != "PIL.ImageShow":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return spec
+        real_exec = spec.loader.exec_module
+
+        def exec_module(module):
+            real_exec(module)
+            module.register(_Viewer(), -1)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def _install(write_fd, ack_fd):
+    _connect(write_fd, ack_fd)
+    sys.meta_path.insert(0, _Finder())
+    _mark_stderr()

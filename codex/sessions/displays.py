@@ -1,0 +1,154 @@
+"""Images a program displays: checked, bounded and described before anyone sees them.
+
+The sandbox says what an image is; the server believes only the bytes. Each image must
+be a PNG or a JPEG whose header gives its size, within the session's bounds (bytes per
+image, images per run, pixels). One that is not is replaced by a notice in the output,
+never dropped in silence. Images are numbered from 1 in the order the program showed
+them, refused ones included, so "figure 3" in a notice is the program's third.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from codex.config import Settings
+from codex.runtime.protocol import DisplayRecord
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SIGNATURE = b"\xff\xd8\xff"
+# JPEG start-of-frame markers (they carry the size); C4, C8 and CC are not frames.
+JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+TIMES = "\u00d7"  # the multiplication sign, as in "640 by 480" written by hand
+JPEG_SCAN_LIMIT = 1 << 20  # bytes of a JPEG searched for its frame header
+
+
+def image_info(data: bytes) -> tuple[str, int, int] | None:
+    """(mime, width, height) from the image's own header, or None if it is neither a
+    PNG nor a JPEG with a readable size."""
+    if data.startswith(PNG_SIGNATURE) and data[12:16] == b"IHDR" and len(data) >= 24:
+        width, height = struct.unpack(">II", data[16:24])
+        return ("image/png", width, height) if width and height else None
+    if data.startswith(JPEG_SIGNATURE):
+        size = _jpeg_size(data)
+        return ("image/jpeg", *size) if size else None
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    at = 2
+    end = min(len(data), JPEG_SCAN_LIMIT)
+    while at + 4 <= end:
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if 0xD0 <= marker <= 0xD9 or marker == 0x01:  # markers without a length
+            at += 2
+            continue
+        (length,) = struct.unpack(">H", data[at + 2 : at + 4])
+        if marker in JPEG_FRAMES and at + 9 <= len(data):
+            height, width = struct.unpack(">HH", data[at + 5 : at + 9])
+            return (width, height) if width and height else None
+        at += 2 + length
+    return None
+
+
+def size_text(n: int) -> str:
+    """2097152 -> "2 MiB", 10240 -> "10 KiB", 1000 -> "1000 bytes"."""
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale} {unit}"
+    if n >= 1 << 20:
+        return f"{n / (1 << 20):.1f} MiB"
+    return f"{n / 1024:.1f} KiB" if n >= 1024 else f"{n} bytes"
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One image that passed: its description and the `display` event's payload."""
+
+    index: int
+    mime: str
+    width: int
+    height: int
+    size: int
+    payload: dict[str, Any]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "mime": self.mime,
+            "width": self.width,
+            "height": self.height,
+            "bytes": self.size,
+        }
+
+
+class Displays:
+    """The bounds of one run, and what it has shown so far."""
+
+    def __init__(
+        self, session_id: str, max_bytes: int, max_count: int, max_pixels: int, text_line: bool
+    ) -> None:
+        self.session_id = session_id
+        self.max_bytes = max_bytes
+        self.max_count = max_count
+        self.max_pixels = max_pixels
+        self.text_line = text_line
+        self.seen = 0  # images the program showed, refused ones included
+        self.shown: list[Shown] = []
+
+    def take(self, record: DisplayRecord, room: int) -> tuple[Shown | None, str]:
+        """The image if it may be shown, and the text line that goes with it: the
+        notice of a refusal, or the short line for clients without `display`.
+        ``room`` is what is left of the output budget."""
+        self.seen += 1
+        n = self.seen
+        info = image_info(record.data) if record.data else None
+        if record.size > self.max_bytes or len(record.data) > self.max_bytes:
+            return None, f"[figure {n} not shown: larger than {size_text(self.max_bytes)}]\r\n"
+        if len(self.shown) >= self.max_count:
+            return None, f"[figure {n} not shown: more than {self.max_count} figures]\r\n"
+        if info is None:
+            return None, f"[figure {n} not shown: not a PNG or JPEG image]\r\n"
+        mime, width, height = info
+        if width * height > self.max_pixels:
+            why = f"{width}{TIMES}{height} is more than {self.max_pixels} pixels"
+            return None, f"[figure {n} not shown: {why}]\r\n"
+        if len(record.data) > room:
+            return None, f"[figure {n} not shown: the output limit is reached]\r\n"
+        shown = Shown(n, mime, width, height, len(record.data), self._payload(n, record, info))
+        self.shown.append(shown)
+        return shown, (f"[figure {n}: {width}{TIMES}{height}]\r\n" if self.text_line else "")
+
+    def _payload(self, n: int, record: DisplayRecord, info: tuple[str, int, int]) -> dict[str, Any]:
+        """Jupyter's display_data content, with the session and the figure's number."""
+        mime, width, height = info
+        data = {mime: base64.b64encode(record.data).decode("ascii")}
+        data["text/plain"] = record.text or f"<image {width}x{height}>"
+        return {
+            "sessionId": self.session_id,
+            "index": n,
+            "data": data,
+            "metadata": {mime: {"width": width, "height": height}},
+        }
+
+    @classmethod
+    def of(cls, session_id: str, s: Settings) -> Displays:
+        bounds = (s.display_max_bytes, s.display_max_count, s.display_max_pixels)
+        return cls(session_id, *bounds, text_line=s.display_text_line)
+
+    def image(self, index: int) -> tuple[str, bytes] | None:
+        """(content type, bytes) of the image numbered ``index``, if it was shown."""
+        for shown in self.shown:
+            if shown.index == index:
+                return shown.mime, base64.b64decode(shown.payload["data"][shown.mime])
+        return None
+
+    def listing(self) -> list[dict[str, Any]]:
+        return [s.describe() for s in self.shown]

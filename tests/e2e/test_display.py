@@ -1,0 +1,164 @@
+"""Images and stderr from a real sandbox, with real matplotlib and PIL, end to end."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+import tornado.httpclient
+
+from codex.sessions.displays import image_info
+from tests.harness import Transcript, running_app
+
+pytestmark = [pytest.mark.docker, pytest.mark.gen_test(timeout=120)]
+
+PLOT = "import matplotlib.pyplot as plt\n"
+
+
+def pngs(t: Transcript) -> list[bytes]:
+    return [base64.b64decode(d["data"]["image/png"]) for d in t.named("display")]
+
+
+def kinds(t: Transcript) -> list[str]:
+    return [e for e, _ in t.events if e in ("output", "display")]
+
+
+async def test_one_figure() -> None:
+    async with running_app() as h:
+        t = await h.run(PLOT + "plt.plot([1, 2, 3])\nplt.show()\nprint('after')\n")
+    [shown] = t.named("display")
+    assert shown["data"]["text/plain"] == "<Figure size 640x480 with 1 Axes>"
+    assert shown["metadata"]["image/png"] == {"width": 640, "height": 480}
+    assert shown["sessionId"] == t.session_id
+    assert image_info(pngs(t)[0]) == ("image/png", 640, 480)
+    assert t.output == "[figure 1: 640\u00d7480]\r\nafter\r\n"
+    assert t.complete["status"] == "ok"
+
+
+async def test_two_figures_in_one_show_and_a_loop() -> None:
+    code = (
+        PLOT + "plt.figure(); plt.plot([1])\nplt.figure(figsize=(3, 2)); plt.plot([2])\n"
+        "plt.show()\n"
+        "for i in range(3):\n    plt.plot([i]); print('step', i); plt.show()\n"
+    )
+    async with running_app() as h:
+        t = await h.run(code)
+    sizes = [
+        (d["metadata"]["image/png"]["width"], d["metadata"]["image/png"]["height"])
+        for d in t.named("display")
+    ]
+    assert sizes == [(640, 480), (300, 200), (640, 480), (640, 480), (640, 480)]
+    assert [d["index"] for d in t.named("display")] == [1, 2, 3, 4, 5]
+
+
+async def test_a_figure_never_shown_is_shown_at_the_end() -> None:
+    async with running_app() as h:
+        t = await h.run(PLOT + "plt.plot([3, 1])\nprint('done')\n")
+    assert len(t.named("display")) == 1
+    assert kinds(t)[-1] == "display" or t.output.endswith("[figure 1: 640\u00d7480]\r\n")
+
+
+async def test_plot_after_an_input_answer() -> None:
+    code = PLOT + "n = int(input('How many? '))\nplt.plot(range(n))\nplt.show()\nprint('ok', n)\n"
+    async with running_app() as h:
+        t = await h.run(code, ["4"])
+    assert len(t.named("display")) == 1
+    assert t.output == "How many? [figure 1: 640\u00d7480]\r\nok 4\r\n"
+
+
+async def test_pil_image_show_and_the_helper() -> None:
+    code = (
+        "from PIL import Image\nimport codex_display, io\n"
+        "Image.new('RGB', (30, 20), 'red').show()\n"
+        "buf = io.BytesIO(); Image.new('L', (7, 5)).save(buf, 'JPEG')\n"
+        "codex_display.show(buf.getvalue())\n"
+    )
+    async with running_app() as h:
+        t = await h.run(code)
+    first, second = t.named("display")
+    assert first["metadata"] == {"image/png": {"width": 30, "height": 20}}
+    assert second["metadata"] == {"image/jpeg": {"width": 7, "height": 5}}
+    assert t.complete["status"] == "ok"
+
+
+async def test_savefig_and_agg_keep_working() -> None:
+    code = (
+        "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+        "plt.plot([1]); plt.savefig('/tmp/a.png'); plt.show()\n"
+        "import os; print(os.path.getsize('/tmp/a.png') > 1000)\n"
+    )
+    async with running_app() as h:
+        t = await h.run(code)
+    assert t.named("display") == []
+    assert "True\r\n" in t.output
+    assert t.complete["status"] == "ok"
+
+
+async def test_an_oversized_figure_is_refused_with_a_notice() -> None:
+    code = PLOT + "plt.plot([1, 2])\nplt.show()\nprint('next')\n"
+    async with running_app(display_max_bytes=4096) as h:
+        t = await h.run(code)
+    assert t.named("display") == []
+    assert t.output == "[figure 1 not shown: larger than 4 KiB]\r\nnext\r\n"
+
+
+async def test_a_forged_record_is_plain_text() -> None:
+    forged = "\\x1b]6973;0123456789abcdef0123456789abcdef;display:2:{}iVBORw0KGgo=\\x07"
+    async with running_app() as h:
+        t = await h.run(f"print('{forged}')\nprint('end')\n")
+    assert t.named("display") == []
+    assert "display:2:{}" in t.output and t.output.endswith("end\r\n")
+
+
+async def test_display_order_rest_route_and_late_replay() -> None:
+    code = PLOT + "print('before')\nplt.plot([1, 2])\nplt.show()\nprint('after')\n"
+    async with running_app(display_text_line=False) as h:
+        t = await h.run(code)
+        texts: list[Any] = [
+            d["output"] if e == "output" else e for e, d in t.events if e in ("output", "display")
+        ]
+        assert texts == ["before\r\n", "display", "after\r\n"]
+        described = (await h.request("GET", f"/api/sessions/{t.session_id}")).body
+        [listed] = described["displays"]
+        raw = await h.http.fetch(f"{h.base_url}/api/sessions/{t.session_id}/displays/1")
+        assert raw.headers["Content-Type"] == "image/png"
+        assert raw.body == pngs(t)[0]
+        assert listed == {
+            "index": 1,
+            "mime": "image/png",
+            "width": 640,
+            "height": 480,
+            "bytes": len(raw.body),
+        }
+        with pytest.raises(tornado.httpclient.HTTPClientError):
+            await h.http.fetch(f"{h.base_url}/api/sessions/{t.session_id}/displays/2")
+        late = await h.follow(t.session_id)
+    assert [e for e, _ in late.events] == [e for e, _ in t.events if e != "session"]
+    assert pngs(late) == pngs(t)
+
+
+async def test_stderr_is_marked_in_order_and_still_a_tty() -> None:
+    code = (
+        "import sys, warnings\n"
+        "print('out1')\nprint('err1', file=sys.stderr)\nprint('out2', sys.stderr.isatty())\n"
+        "warnings.warn('careful')\n"
+        "raise ValueError('boom')\n"
+    )
+    async with running_app() as h:
+        t = await h.run(code)
+    frames = [(d["stream"], d["output"]) for d in t.named("output")]
+    joined: list[tuple[str, str]] = []
+    for stream, text in frames:
+        if joined and joined[-1][0] == stream:
+            joined[-1] = (stream, joined[-1][1] + text)
+        else:
+            joined.append((stream, text))
+    assert joined[0] == ("stdout", "out1\r\n")
+    assert joined[1] == ("stderr", "err1\r\n")
+    assert joined[2] == ("stdout", "out2 True\r\n")
+    assert joined[3][0] == "stderr" and "UserWarning: careful" in joined[3][1]
+    assert "Traceback (most recent call last)" in joined[3][1]
+    assert joined[3][1].endswith("ValueError: boom\r\n")
+    assert len(joined) == 4
+    assert t.complete["status"] == "runtime_error"
