@@ -189,7 +189,7 @@ class SessionHandler(JsonHandler):
         self.locator = locator or SessionLocator(registry)
 
     async def get(self, session_id: str) -> None:
-        self.send_json((await self.locator.find(session_id)).describe())
+        self.send_json(await (await self.locator.find(session_id)).describe())
 
     async def delete(self, session_id: str) -> None:
         session = await self.locator.find(session_id)
@@ -208,9 +208,9 @@ class DisplayHandler(JsonHandler):
 
     async def get(self, session_id: str, index: str) -> None:
         handle = await self.locator.find(session_id)
-        shown = handle.display(int(index)) if index.isdigit() else None
+        shown = await handle.display(int(index)) if index.isdigit() else None
         if shown is None:
-            raise NotFound(f"Session {session_id} has no display {index} here.")
+            raise NotFound(f"Session {session_id} has no display {index}.")
         mime, data = shown
         self.set_header("Content-Type", mime)
         self.set_header("Content-Length", str(len(data)))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from codex.sessions.eventlog import Entry
-from codex.wire import OUTPUT
+from codex.wire import OUTPUT, STDERR, STDOUT
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,22 @@ class Leave:
     channel: str
 
 
-Command = Input | Write | Resize | Cancel | Follow | Leave
+@dataclass(frozen=True)
+class Query:
+    """Ask the owner for what only it has (``what``: DESCRIBE, or DISPLAY with the
+    image's ``index``); the answer comes on ``reply``."""
+
+    op: ClassVar[str] = "query"
+    session_id: str
+    what: str
+    reply: str
+    index: int = 0
+
+
+DESCRIBE = "describe"  # Query.what: GET /api/sessions/<id>, as the owner has it
+IMAGE = "image"  # Query.what: one image the session displayed
+
+Command = Input | Write | Resize | Cancel | Follow | Leave | Query
 
 # -- relayed: from the owner to one follower elsewhere ---------------------------------------
 
@@ -111,7 +126,16 @@ class End:
     op: ClassVar[str] = "end"
 
 
-Relayed = Entries | Failed | End
+@dataclass(frozen=True)
+class Answer:
+    """The owner's answer to a Query: the description, or {mime, data (bytes)};
+    empty when it has no such thing."""
+
+    op: ClassVar[str] = "answer"
+    body: dict[str, Any]
+
+
+Relayed = Entries | Failed | End | Answer
 Message = Command | Relayed
 
 # -- JSON ---------------------------------------------------------------------------------
@@ -205,11 +229,13 @@ class _Body:
     def entries(self, name: str) -> tuple[Entry, ...]:
         out = []
         for item in self._get(name, list):
-            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
+            # [kind, body], or [OUTPUT, text, stream] for text the program wrote to stderr
+            if not (isinstance(item, list) and len(item) in (2, 3) and isinstance(item[0], str)):
                 raise Invalid(f"{self.op!r} with an entry that is not [kind, body]")
-            kind, body = item
+            kind, body = item[0], item[1]
             if kind == OUTPUT and isinstance(body, str):
-                out.append(Entry(-1, OUTPUT, body))
+                stream = item[2] if len(item) == 3 and item[2] in (STDOUT, STDERR) else STDOUT
+                out.append(Entry(-1, OUTPUT, body, stream=stream))
             elif kind != OUTPUT and isinstance(body, dict):
                 out.append(Entry(-1, kind, payload=body))
             else:
@@ -226,7 +252,11 @@ _DECODERS: dict[str, Callable[[_Body], Message]] = {
     Cancel.op: lambda b: Cancel(b.text("sessionId"), b.maybe_text("reason")),
     Follow.op: lambda b: Follow(b.text("sessionId"), b.text("channel"), b.flag("echo")),
     Leave.op: lambda b: Leave(b.text("channel")),
+    Query.op: lambda b: Query(
+        b.text("sessionId"), b.text("what"), b.text("reply"), b.number("index")
+    ),
     Entries.op: lambda b: Entries(b.entries("entries")),
+    Answer.op: lambda b: Answer(b.mapping("body")),
     Failed.op: lambda b: Failed(b.mapping("error")),
     End.op: lambda b: End(),
 }
@@ -242,8 +272,14 @@ def _to_json(value: Any) -> Any:
         # Terminal bytes need not be UTF-8: carried exactly, not decoded.
         return base64.b64encode(value).decode("ascii")
     if isinstance(value, tuple):
-        return [[e.kind, e.text if e.kind == OUTPUT else e.payload] for e in value]
+        return [_entry_json(e) for e in value]
     return value
+
+
+def _entry_json(e: Entry) -> list[Any]:
+    if e.kind != OUTPUT:
+        return [e.kind, e.payload]
+    return [e.kind, e.text] if e.stream == STDOUT else [e.kind, e.text, e.stream]
 
 
 _reported: set[str] = set()

@@ -12,12 +12,18 @@ cluster at all.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
+import dataclasses
 import logging
 import uuid
 from typing import Any, Protocol
 
 from codex.cluster.commands import (
+    DESCRIBE,
+    IMAGE,
+    Answer,
     Cancel,
     Command,
     End,
@@ -26,6 +32,7 @@ from codex.cluster.commands import (
     Follow,
     Input,
     Leave,
+    Query,
     Resize,
     Write,
 )
@@ -41,6 +48,7 @@ log = logging.getLogger(__name__)
 
 LOST = "lost"  # how a followed stream ends when the owner died (else FINISHED)
 OWNER_CHECK = 1.0  # seconds of silence on a relay before the owner's lease is checked
+QUERY_TIMEOUT = 5.0  # seconds an owner has to answer a Query
 
 
 class SessionHandle(Protocol):
@@ -62,11 +70,11 @@ class SessionHandle(Protocol):
 
     async def cancel(self, why: str | None = None) -> None: ...
 
-    def describe(self) -> dict[str, Any]:
+    async def describe(self) -> dict[str, Any]:
         """GET /api/sessions/<id>."""
 
-    def display(self, index: int) -> tuple[str, bytes] | None:
-        """(content type, bytes) of image ``index`` (from 1), if this server has it."""
+    async def display(self, index: int) -> tuple[str, bytes] | None:
+        """(content type, bytes) of image ``index`` (from 1), if the session showed it."""
 
     async def follow(self, send: Send, *, include_echo: bool) -> str:
         """Deliver the session's entries to ``send`` (codex.sessions.follow) until it ends;
@@ -96,10 +104,10 @@ class LocalHandle:
     async def cancel(self, why: str | None = None) -> None:
         self.session.cancel(why)
 
-    def describe(self) -> dict[str, Any]:
+    async def describe(self) -> dict[str, Any]:
         return self.session.describe()
 
-    def display(self, index: int) -> tuple[str, bytes] | None:
+    async def display(self, index: int) -> tuple[str, bytes] | None:
         return self.session.output.displays.image(index)
 
     async def follow(self, send: Send, *, include_echo: bool) -> str:
@@ -144,8 +152,12 @@ class RemoteHandle:
     async def cancel(self, why: str | None = None) -> None:
         await self._send(Cancel(self.id, why))
 
-    def describe(self) -> dict[str, Any]:
-        """What the shared directory knows of it."""
+    async def describe(self) -> dict[str, Any]:
+        """The owner's description; what the shared directory knows of the session
+        when the owner cannot say (it died, or it no longer has the session)."""
+        answer = await self._query(Query(self.id, DESCRIBE, ""))
+        if answer:
+            return answer
         return {
             "sessionId": self.id,
             "state": self.record.get("state", RUNNING),
@@ -153,8 +165,22 @@ class RemoteHandle:
             "result": self.record.get("result"),
         }
 
-    def display(self, index: int) -> tuple[str, bytes] | None:
-        return None  # images stay with the owner (its server's GET has them)
+    async def display(self, index: int) -> tuple[str, bytes] | None:
+        # Images stay with the owner, which sends the one asked for.
+        answer = await self._query(Query(self.id, IMAGE, "", index))
+        with contextlib.suppress(KeyError, TypeError, ValueError, binascii.Error):
+            return str(answer["mime"]), base64.b64decode(answer["data"], validate=True)
+        return None
+
+    async def _query(self, query: Query) -> dict[str, Any]:
+        """The owner's answer, or {} when there is none within QUERY_TIMEOUT."""
+        if self.lost:
+            return {}
+        channel = uuid.uuid4().hex
+        async with self.cluster.subscription(channel) as subscription:
+            await self._send(dataclasses.replace(query, reply=channel))
+            message = await subscription.next(timeout=QUERY_TIMEOUT)
+        return message.body if isinstance(message, Answer) else {}
 
     async def follow(self, send: Send, *, include_echo: bool) -> str:
         """Ask the owner to publish the log on a channel subscribed first, and pass
@@ -252,6 +278,8 @@ class CommandHandler:
                 task.cancel()
         elif isinstance(command, Follow):
             await self._follow(command)
+        elif isinstance(command, Query):
+            await self.cluster.publish(command.reply, Answer(await self._answer(command)))
         else:
             session = self.registry.get(command.session_id)
             if isinstance(command, Cancel):
@@ -262,6 +290,15 @@ class CommandHandler:
                 await session.write(command.data)
             else:
                 await session.resize(command.rows, command.cols)
+
+    async def _answer(self, query: Query) -> dict[str, Any]:
+        handle = LocalHandle(self.registry.get(query.session_id))
+        if query.what == DESCRIBE:
+            return await handle.describe()
+        shown = await handle.display(query.index) if query.what == IMAGE else None
+        if shown is None:
+            return {}
+        return {"mime": shown[0], "data": base64.b64encode(shown[1]).decode("ascii")}
 
     async def _follow(self, command: Follow) -> None:
         channel = command.channel

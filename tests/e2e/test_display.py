@@ -95,6 +95,24 @@ async def test_savefig_and_agg_keep_working() -> None:
     assert t.complete["status"] == "ok"
 
 
+async def test_a_subprocess_plots_with_agg_and_an_explicit_backend_is_respected() -> None:
+    # The child's own backend is set as matplotlib is imported, never in the
+    # environment a subprocess inherits (where codex_display is not importable).
+    sub = "import matplotlib.pyplot as p; p.plot([1]); p.savefig('/tmp/s.png')"
+    sub += "; print(p.get_backend())"
+    code = (
+        "import os, subprocess, sys\n"
+        f"print(subprocess.run([sys.executable, '-c', {sub!r}], capture_output=True, text=True))\n"
+        "os.environ['MPLBACKEND'] = 'svg'\n"
+        "import matplotlib\nprint('backend', matplotlib.get_backend())\n"
+    )
+    async with running_app() as h:
+        t = await h.run(code)
+    assert "returncode=0" in t.output and "stdout='Agg\\n'" in t.output, t.output
+    assert "backend svg" in t.output
+    assert t.complete["status"] == "ok" and not t.named("display")
+
+
 async def test_an_oversized_figure_is_refused_with_a_notice() -> None:
     code = PLOT + "plt.plot([1, 2])\nplt.show()\nprint('next')\n"
     async with running_app(display_max_bytes=4096) as h:

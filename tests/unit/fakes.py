@@ -119,10 +119,10 @@ class FakeExecution(Execution):
     # -- what the test does (the program's side) ------------------------------------------
 
     def ready(self) -> None:
-        self._record(b"ready")
+        self.record(b"ready")
 
     def go(self) -> None:
-        self._record(b"go")
+        self.record(b"go")
 
     def emit(self, data: bytes) -> None:
         assert not self.ended, "the program has ended"
@@ -147,7 +147,7 @@ class FakeExecution(Execution):
         """The supervisor's result record, then the end of the stream."""
         self.oom_killed = oom_killed
         record = {"exitCode": code, "signal": signal, "error": error}
-        self._record(json.dumps(record).encode())
+        self.record(json.dumps(record).encode())
         self.end()
 
     def end(self) -> None:
@@ -176,7 +176,7 @@ class FakeExecution(Execution):
 
         return await asyncio.wait_for(line(), timeout)
 
-    def _record(self, body: bytes) -> None:
+    def record(self, body: bytes) -> None:
         self.emit(RESULT_OSC + self.nonce.encode() + b";" + body + RESULT_END)
 
     def _push(self, data: bytes) -> None:
@@ -222,7 +222,7 @@ class FakeExecution(Execution):
         number = self._syncs_sent
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._sync_waiters.append((number, waiter))
-        self._record(b"sync:%d" % number)
+        self.record(b"sync:%d" % number)
         try:
             await asyncio.wait_for(waiter, timeout)
         except TimeoutError:

@@ -10,6 +10,9 @@ import pytest
 
 from codex.cluster import commands
 from codex.cluster.commands import (
+    DESCRIBE,
+    IMAGE,
+    Answer,
     Cancel,
     End,
     Entries,
@@ -18,6 +21,7 @@ from codex.cluster.commands import (
     Input,
     Leave,
     Message,
+    Query,
     Resize,
     Write,
     decode_command,
@@ -25,7 +29,7 @@ from codex.cluster.commands import (
     encode,
 )
 from codex.sessions.eventlog import Entry
-from codex.wire import COMPLETE, ERROR, INPUT_REQUIRED, OUTPUT
+from codex.wire import COMPLETE, DISPLAY, ERROR, INPUT_REQUIRED, OUTPUT, STDERR
 
 COMMANDS: list[Message] = [
     Input("s1", "Ada", reply="chan-1"),
@@ -38,11 +42,17 @@ COMMANDS: list[Message] = [
     Follow("s1", "chan-3", echo=True),
     Follow("s1", "chan-4", echo=False),
     Leave("chan-3"),
+    Query("s1", DESCRIBE, "chan-5"),
+    Query("s1", IMAGE, "chan-6", index=3),
 ]
 
 RELAYED: list[Message] = [
     Entries((Entry(-1, OUTPUT, "Who? "), Entry(-1, INPUT_REQUIRED, payload={"prompt": "Who? "}))),
     Entries(()),
+    Entries((Entry(-1, OUTPUT, "Traceback", stream=STDERR), Entry(-1, OUTPUT, "ok"))),
+    Entries((Entry(-1, DISPLAY, payload={"index": 1, "data": {"image/png": "iVBO"}}),)),
+    Answer({"mime": "image/png", "data": "iVBORw0KGgo="}),
+    Answer({}),
     Entries((Entry(-1, COMPLETE, payload={"sessionId": "s1", "status": "ok"}),)),
     Failed({"error": "The program has already finished.", "code": "session_finished"}),
     End(),
@@ -75,6 +85,16 @@ def test_the_json_is_camel_case_with_the_op_and_bytes_in_base64() -> None:
         "op": "entries",
         "entries": [["output", "hi"]],  # what a follower elsewhere needs, nothing more
     }
+
+
+def test_only_stderr_text_carries_its_stream() -> None:
+    raw = json.loads(
+        encode(Entries((Entry(-1, OUTPUT, "a"), Entry(-1, OUTPUT, "b", stream=STDERR))))
+    )
+    assert raw["entries"] == [["output", "a"], ["output", "b", "stderr"]]
+    odd = json.dumps({"op": "entries", "entries": [["output", "c", "stdmiddle"]]})
+    message = decode_relayed(odd)
+    assert isinstance(message, Entries) and message.entries[0].stream == "stdout"
 
 
 def test_a_relayed_entry_is_rebuilt_as_a_log_entry_of_its_kind() -> None:

@@ -31,8 +31,18 @@ from codex.errors import SessionFinished, SessionNotFound
 from codex.sessions.eventlog import Entry
 from codex.sessions.input import watcher as input_watch
 from codex.sessions.registry import ExecuteRequest, SessionRegistry
-from codex.wire import COMPLETE, ERROR, FINISHED, INTERNAL_ERROR, OUTPUT, RUNNING
+from codex.wire import (
+    COMPLETE,
+    DISPLAY,
+    ERROR,
+    FINISHED,
+    INTERNAL_ERROR,
+    OUTPUT,
+    RUNNING,
+    STDERR,
+)
 from tests.unit.fakes import WAIT, FakeRedis, FakeRuntime, eventually, run
+from tests.unit.test_displays import MARK, display_record, png
 
 
 @pytest.fixture(autouse=True)
@@ -127,7 +137,7 @@ def test_a_session_of_this_server_is_its_local_handle(fake: FakeRuntime) -> None
         handle = await locator.find(session.id)
         assert isinstance(handle, LocalHandle) and handle.session is session
         assert handle.id == session.id and handle.state == session.state
-        assert handle.describe() == session.describe()
+        assert await handle.describe() == session.describe()
         ex = await fake.next_execution()
         await handle.send_input("Ada")
         assert await ex.typed_line() == b"Ada\n"
@@ -170,12 +180,7 @@ def test_a_session_elsewhere_is_driven_through_its_owner(
             handle = await here.locator.find(session.id)
             assert isinstance(handle, RemoteHandle) and handle.owner == "owner"
             assert handle.state == RUNNING
-            assert handle.describe() == {
-                "sessionId": session.id,
-                "state": RUNNING,
-                "owner": "owner",
-                "result": None,
-            }
+            assert await handle.describe() == session.describe()  # as the owner has it
             ex.emit(b"Who? ")
             follower = Follower().start(handle)
             await eventually(lambda: "Who? " in follower.output(), what="the relayed output")
@@ -357,5 +362,55 @@ def test_a_session_that_ended_before_its_owner_died_is_not_lost(
             assert await follower.ending() == FINISHED
             assert follower.entries == []
             assert (await here.cluster.lookup("s1") or {}).get("lost") is None
+
+    run(scenario)
+
+
+def test_images_stderr_and_the_description_come_from_the_owner(
+    two: Callable[..., Any], fake: FakeRuntime
+) -> None:
+    async def scenario() -> None:
+        async with two() as (here, owner):
+            session = await owner.registry.create(ExecuteRequest("input()"))
+            ex = await fake.next_execution()
+            image = png(32, 24)
+            follower = Follower().start(await here.locator.find(session.id))
+            ex.record(b"stderr:on")
+            ex.emit(b"Traceback\r\n")
+            ex.record(b"stderr:off")
+            ex.record(display_record(image)[len(MARK) : -1])
+            ex.emit(b"after\r\n")
+            await eventually(lambda: "after" in follower.output(), what="the relayed output")
+            streams = [(e.text, e.stream) for e in follower.entries if e.kind == OUTPUT]
+            assert ("Traceback\r\n", STDERR) in streams
+            [shown] = follower.payloads(DISPLAY)
+            assert shown["metadata"]["image/png"] == {"width": 32, "height": 24}
+            handle = await here.locator.find(session.id)
+            assert await handle.display(1) == ("image/png", image)  # byte-exact
+            assert await handle.display(2) is None
+            described = await handle.describe()
+            assert described["displays"] == [
+                {"index": 1, "mime": "image/png", "width": 32, "height": 24, "bytes": len(image)}
+            ]
+            ex.exit(0)
+            assert await follower.ending() == FINISHED
+
+    run(scenario)
+
+
+def test_a_description_falls_back_to_the_directory_when_the_owner_cannot_say(
+    two: Callable[..., Any],
+) -> None:
+    async def scenario() -> None:
+        async with two() as (here, _):
+            await here.cluster.record("expired", {"state": RUNNING, "owner": "owner"})
+            handle = await here.locator.find("expired")
+            assert await handle.describe() == {
+                "sessionId": "expired",
+                "state": RUNNING,
+                "owner": "owner",
+                "result": None,
+            }
+            assert await handle.display(1) is None
 
     run(scenario)

@@ -6,8 +6,9 @@
 #
 # Shipped as source text with the child (never a file in the image) and put in
 # sys.modules before the program runs. The matplotlib backend it provides is the
-# module codex_display_backend (MPLBACKEND=module://codex_display_backend), made
-# only when matplotlib asks for it; PIL's Image.show() comes here too.
+# module codex_display_backend, which matplotlib is told to use as it is imported
+# (as MPLBACKEND=module://codex_display_backend would); PIL's Image.show() comes
+# here too.
 # Each image goes to the supervisor over a private pipe; the supervisor frames it
 # with its nonce into the terminal at this exact place among the program's text,
 # then acknowledges, so what was printed before it is shown before it.
@@ -15,12 +16,14 @@ import importlib.machinery  # here: imported inside the finder, it would find it
 import io
 import json
 import os
+import signal
 import sys
 import threading
 
 BACKEND = "codex_display_backend"
 _lock = threading.RLock()  # a message sent while flushing stdout nests, whole
 _chan = None  # (write fd, ack fd), set by the child runner
+_owed = 0  # messages sent whose acknowledgement has not been read yet
 
 
 def _connect(write_fd, ack_fd):
@@ -30,6 +33,7 @@ def _connect(write_fd, ack_fd):
 
 def _send(kind, payload=b""):
     """One message to the supervisor; returns once its record is in the terminal."""
+    global _owed
     if _chan is None:
         return
     with _lock:
@@ -38,11 +42,23 @@ def _send(kind, payload=b""):
         except Exception:
             pass
         data = b"%s %d\n" % (kind, len(payload)) + payload
-        view = memoryview(data)
-        while view:
-            view = view[os.write(_chan[0], view) :]
-        if os.read(_chan[1], 1) == b"":
-            raise OSError("the display channel is closed")
+        # A message cut short by Ctrl-C would leave the supervisor reading the next
+        # one as the rest of it, so signals wait until it is whole (the supervisor
+        # reads as it comes: this takes no longer than the copy).
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(_chan[0], view) :]
+            _owed += 1
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        # The wait for the acknowledgement may be interrupted; the next message then
+        # first takes the acknowledgements still owed, so each waits for its own.
+        while _owed:
+            if os.read(_chan[1], 1) == b"":
+                raise OSError("the display channel is closed")
+            _owed -= 1
 
 
 def _emit(image, mime, text):
@@ -168,14 +184,30 @@ class _Backend:
         module.show = show
 
 
+def _choose_backend(matplotlib):
+    # Our backend unless the program chose another in the environment before the
+    # import. Set here, not in the environment: a subprocess of the program inherits
+    # the image's MPLBACKEND=Agg, and this module is not there to be its backend.
+    if os.environ.get("MPLBACKEND", "Agg") in ("Agg", "agg"):
+        matplotlib.rcParams["backend"] = "module://" + BACKEND
+
+
+def _register_viewer(image_show):
+    image_show.register(_Viewer(), -1)
+
+
 class _Finder:
-    """Our backend's module, and PIL.ImageShow with our viewer registered: both made
-    when the program first imports them (a program that never plots pays nothing)."""
+    """Our backend's module; matplotlib told to use it; PIL.ImageShow with our viewer
+    registered: each when the program first imports it (one that never plots pays
+    nothing)."""
+
+    after = {"matplotlib": _choose_backend, "PIL.ImageShow": _register_viewer}
 
     def find_spec(self, name, path, target=None):
         if name == BACKEND:
             return importlib.machinery.ModuleSpec(name, _Backend())
-        if name != "PIL.ImageShow":
+        then = self.after.get(name)
+        if then is None:
             return None
         spec = importlib.machinery.PathFinder.find_spec(name, path)
         if spec is None or spec.loader is None:
@@ -184,7 +216,7 @@ class _Finder:
 
         def exec_module(module):
             real_exec(module)
-            module.register(_Viewer(), -1)
+            then(module)
 
         spec.loader.exec_module = exec_module
         return spec

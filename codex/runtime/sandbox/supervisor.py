@@ -35,8 +35,6 @@ def main() -> None:
     # Ctrl-C and friends are for the user's program; this process must outlive it.
     for sig in SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
-    # Matplotlib draws through the display module (which the child provides).
-    env["MPLBACKEND"] = "module://codex_display_backend"
     code_r, code_w = os.pipe()
     result_r, result_w = os.pipe()
     chan_r, chan_w = os.pipe()  # the child's images and stderr marks
