@@ -34,6 +34,7 @@ from codex.errors import (
     SessionFinished,
     SessionNotFound,
 )
+from codex.sessions.displays import inline_image
 from codex.sessions.eventlog import Entry
 from codex.sessions.follow import merge_output
 from codex.sessions.output import FRAME_CHARS
@@ -170,13 +171,15 @@ class TerminalHandler(tornado.websocket.WebSocketHandler):
 
 
 def terminal_messages(entries: list[Entry]) -> list[list[Any]]:
-    """Log entries as terminado-protocol messages (stdout frames merged). Images are
-    not sent (a terminal gets the text line written in their place)."""
-    return [
-        ["stdout" if kind == OUTPUT else kind, body]
-        for kind, body, _ in merge_output(entries, FRAME_CHARS)
-        if kind != DISPLAY
-    ]
+    """Log entries as terminado-protocol messages (stdout frames merged). An image is
+    an inline image sequence in the terminal's own stream, at its place in the text."""
+    out: list[list[Any]] = []
+    for kind, body, _ in merge_output(entries, FRAME_CHARS):
+        if kind == DISPLAY and isinstance(body, dict):
+            out.append(["stdout", inline_image(body)])
+        else:
+            out.append(["stdout" if kind == OUTPUT else kind, body])
+    return out
 
 
 def routes(

@@ -58,6 +58,20 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def inline_image(payload: dict[str, object]) -> str:
+    """A `display` payload as iTerm2's inline image sequence, which xterm.js's
+    @xterm/addon-image draws (fitted to the terminal, since no size is given) and
+    other terminals ignore: ``OSC 1337 ; File=name=..;size=..;inline=1 : <base64> BEL``."""
+    data = payload["data"]
+    assert isinstance(data, dict)  # a payload this module made (Displays._payload)
+    mime = next(m for m in data if m.startswith("image/"))
+    encoded = data[mime]
+    size = len(encoded) * 3 // 4 - encoded[-2:].count("=")
+    ext = "png" if mime == "image/png" else "jpg"
+    name = base64.b64encode(f"figure-{payload.get('index', 0)}.{ext}".encode()).decode("ascii")
+    return f"\x1b]1337;File=name={name};size={size};inline=1:{encoded}\x07"
+
+
 def size_text(n: int) -> str:
     """2097152 -> "2 MiB", 10240 -> "10 KiB", 1000 -> "1000 bytes"."""
     for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import re
 from typing import Any
 
 import pytest
@@ -14,6 +16,10 @@ from tests.harness import Transcript, running_app
 pytestmark = [pytest.mark.docker, pytest.mark.gen_test(timeout=120)]
 
 PLOT = "import matplotlib.pyplot as plt\n"
+INLINE = re.compile(
+    r"\x1b\]1337;File=name=(?P<name>[A-Za-z0-9+/=]+);size=(?P<size>\d+);inline=1:"
+    r"(?P<data>[A-Za-z0-9+/=]+)\x07"
+)
 
 
 def pngs(t: Transcript) -> list[bytes]:
@@ -180,3 +186,22 @@ async def test_stderr_is_marked_in_order_and_still_a_tty() -> None:
     assert joined[3][1].endswith("ValueError: boom\r\n")
     assert len(joined) == 4
     assert t.complete["status"] == "runtime_error"
+
+
+async def test_terminals_get_the_figure_as_an_inline_image_in_its_place() -> None:
+    code = PLOT + "print('before')\nplt.plot([1, 3, 2])\nplt.show()\nprint('after')\n"
+    async with running_app() as h:
+        session_id = await h.execute(code)
+        term, raw = await h.terminal(session_id), await h.terminal(session_id, raw=True)
+        await asyncio.gather(term.read_to_end(), raw.read_to_end())
+        shown = await h.http.fetch(f"{h.base_url}/api/sessions/{session_id}/displays/1")
+    png = shown.body
+    for viewer in (term, raw):
+        match = INLINE.search(viewer.screen_text)
+        assert match is not None, viewer.screen_text[:200]
+        assert base64.b64decode(match["data"]) == png  # byte-exact
+        assert int(match["size"]) == len(png)
+        assert base64.b64decode(match["name"]) == b"figure-1.png"
+        before, after = viewer.screen_text[: match.start()], viewer.screen_text[match.end() :]
+        assert before.endswith("before\r\n")
+        assert after == "[figure 1: 640\u00d7480]\r\nafter\r\n"

@@ -14,7 +14,7 @@ from codex.runtime.protocol import (
     ResultScanner,
     StreamSwitch,
 )
-from codex.sessions.displays import Displays, image_info, size_text
+from codex.sessions.displays import Displays, image_info, inline_image, size_text
 
 NONCE = "0123456789abcdef0123456789abcdef"
 MARK = RESULT_OSC + NONCE.encode() + b";"
@@ -130,3 +130,26 @@ def test_bounds_give_numbered_notices_never_silence() -> None:
     assert line == "[figure 7 not shown: more than 2 figures]\r\n"
     assert [s["index"] for s in d.listing()] == [1, 6]
     assert size_text(4096) == "4 KiB" and size_text(1000) == "1000 bytes"
+
+
+def test_a_display_is_an_inline_image_in_the_terminal_stream_at_its_place() -> None:
+    from codex.api.terminal_ws import terminal_messages
+    from codex.sessions.eventlog import Entry
+    from codex.wire import DISPLAY, OUTPUT
+
+    for image, name in ((png(3, 2), b"figure-7.png"), (jpeg(5, 4) + b"x", b"figure-7.jpg")):
+        mime = "image/png" if name.endswith(b"png") else "image/jpeg"
+        encoded = base64.b64encode(image).decode()
+        payload = {"index": 7, "data": {mime: encoded, "text/plain": "<image>"}}
+        sequence = inline_image(payload)
+        head, _, body = sequence.partition(":")
+        fields = dict(f.split("=", 1) for f in head.removeprefix("\x1b]1337;File=").split(";"))
+        assert base64.b64decode(fields["name"]) == name and fields["inline"] == "1"
+        assert int(fields["size"]) == len(image)  # whatever the base64 padding
+        assert body == encoded + "\x07"
+        entries = [Entry(1, OUTPUT, "a"), Entry(2, DISPLAY, payload=payload), Entry(3, OUTPUT, "b")]
+        assert terminal_messages(entries) == [
+            ["stdout", "a"],
+            ["stdout", sequence],
+            ["stdout", "b"],
+        ]
