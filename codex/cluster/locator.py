@@ -157,7 +157,7 @@ class RemoteHandle:
         when the owner cannot say (it died, or it no longer has the session)."""
         answer = await self._query(Query(self.id, DESCRIBE, ""))
         if answer:
-            return answer
+            return {**answer, "owner": self.owner}
         return {
             "sessionId": self.id,
             "state": self.record.get("state", RUNNING),

@@ -4,6 +4,7 @@ an instance is heard by its clients, and its sandboxes are reaped by a survivor.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import shutil
 from collections.abc import AsyncIterator
@@ -49,6 +50,25 @@ async def test_a_client_of_one_instance_drives_a_program_on_the_other() -> None:
         assert state["result"]["status"] == "ok" and state["owner"]
         replay = await on_a.follow(session_id)
         assert replay.output == t.output
+
+
+async def test_figures_and_stderr_reach_a_client_of_the_other_instance() -> None:
+    code = (
+        "import sys\nimport matplotlib.pyplot as plt\nprint('oops', file=sys.stderr)\n"
+        "plt.plot([1, 2]); plt.show()\n"
+    )
+    async with two_servers("--pool-size", "1") as (a, b):
+        on_a, on_b = a.harness, b.harness
+        session_id = await on_b.execute(code)
+        t = await on_a.follow(session_id)
+        marked = [d["output"] for e, d in t.events if e == "output" and d["stream"] == "stderr"]
+        assert "".join(marked) == "oops\r\n"
+        [shown] = t.named("display")
+        state = await on_a.wait_finished(session_id)  # described by the owner
+        assert [d["index"] for d in state["displays"]] == [1]
+        image = await on_a.http.fetch(f"{on_a.base_url}/api/sessions/{session_id}/displays/1")
+        assert image.headers["Content-Type"] == "image/png"
+        assert image.body == base64.b64decode(shown["data"]["image/png"])
 
 
 async def test_rate_limits_hold_across_instances() -> None:

@@ -180,7 +180,8 @@ def test_a_session_elsewhere_is_driven_through_its_owner(
             handle = await here.locator.find(session.id)
             assert isinstance(handle, RemoteHandle) and handle.owner == "owner"
             assert handle.state == RUNNING
-            assert await handle.describe() == session.describe()  # as the owner has it
+            # As the owner has it, and which server that is.
+            assert await handle.describe() == {**session.describe(), "owner": "owner"}
             ex.emit(b"Who? ")
             follower = Follower().start(handle)
             await eventually(lambda: "Who? " in follower.output(), what="the relayed output")
