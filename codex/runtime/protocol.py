@@ -4,16 +4,23 @@ Both backends run the same supervisor (``codex.runtime.sandbox``). The server se
 the job (its length on a line, then JSON); the supervisor answers with records framed
 as ``ESC ] 6973 ; <nonce> ; <body> BEL`` in the terminal's output: ``ready``, ``go``,
 ``sync:<n>`` (written by the server, see ``Execution.sync``), while the program runs
-``display:<header length>:<header JSON><base64 image>`` and ``stderr:on`` /
-``stderr:off`` (the child's display channel, see ``sandbox/codex_display.py``), and
-last the result, a JSON object. The nonce is fresh per execution and known only to
-the server and the supervisor, so printed text cannot pass for a record.
+``display:<header length>:<header JSON><base64 image>`` (the child's display
+channel, see ``sandbox/codex_display.py``), and last the result, a JSON object. The
+nonce is fresh per execution and known only to the server and the supervisor, so
+printed text cannot pass for a record.
+
+Stream switches, ``ESC ] 6973 ; <stream token> ; stderr:on BEL`` and ``stderr:off``,
+are written by the child itself around each write to ``sys.stderr``, in the same
+write as the text (no round trip: a traceback costs what it did). Their token is
+derived from the nonce (:func:`stream_token`) and known to the program, which may
+forge a switch: that only marks its own text as stderr, as writing to stderr would.
 :class:`ResultScanner` takes the records out of the byte stream.
 """
 
 from __future__ import annotations
 
 import binascii
+import hashlib
 import json
 import secrets
 from dataclasses import dataclass
@@ -91,6 +98,12 @@ def new_nonce() -> str:
     return secrets.token_hex(16)
 
 
+def stream_token(nonce: str) -> str:
+    """The token of the stream switches (the supervisor computes the same): known to
+    the child, and no way back from it to the nonce."""
+    return hashlib.sha256(b"codex-stream:" + nonce.encode()).hexdigest()[:32]
+
+
 def sync_record(nonce: str, number: int) -> bytes:
     return RESULT_OSC + nonce.encode() + b";sync:%d" % number + RESULT_END
 
@@ -106,8 +119,10 @@ class ResultScanner:
 
     def __init__(self, nonce: str) -> None:
         self._marker = RESULT_OSC + nonce.encode() + b";"
+        self._switch = RESULT_OSC + stream_token(nonce).encode() + b";"
         self._held = b""
         self._record: bytearray | None = None
+        self._is_switch = False  # the record being read came with the stream token
         self.state = NEW
         self.synced = 0  # the highest sync record seen
         self.result: dict[str, Any] | None = None
@@ -128,7 +143,7 @@ class ResultScanner:
             self._record is None
             and not self._held
             and self.result is None
-            and data.find(self._marker) < 0
+            and data.find(RESULT_OSC) < 0
             and not self._partial_suffix(data)
         ):
             return [data]  # the common case: no record here, nothing copied
@@ -140,11 +155,12 @@ class ResultScanner:
                 continue
             if self._held:
                 data, self._held = self._held + data, b""
-            at = data.find(self._marker)
+            at, marker = self._next_marker(data)
             if at >= 0:
                 out += data[:at]
                 self._record = bytearray()
-                data = data[at + len(self._marker) :]
+                self._is_switch = marker is self._switch
+                data = data[at + len(marker) :]
                 continue
             keep = self._partial_suffix(data)
             if keep:
@@ -160,6 +176,16 @@ class ResultScanner:
     def flush(self) -> bytes:
         held, self._held = self._held, b""
         return held
+
+    def _next_marker(self, data: bytes) -> tuple[int, bytes]:
+        """Where the first record of either kind starts in ``data`` (-1: none)."""
+        at = data.find(RESULT_OSC)
+        while at >= 0:
+            for marker in (self._marker, self._switch):
+                if data.startswith(marker, at):
+                    return at, marker
+            at = data.find(RESULT_OSC, at + 1)
+        return -1, self._marker
 
     def _feed_record(self, data: bytes, out: bytearray) -> bytes:
         """Consume record bytes; returns what follows the record. An image or a switch
@@ -180,13 +206,15 @@ class ResultScanner:
                 self._items.append(bytes(out))
                 out.clear()
             self._items.append(item)
-        else:
+        elif not self._is_switch:
             self._state_record(body)
         return data[end + 1 :]
 
     def _item(self, body: bytes) -> Item | None:
-        if body == b"stderr:on" or body == b"stderr:off":
-            return StreamSwitch(body == b"stderr:on")
+        if self._is_switch:
+            if body == b"stderr:on" or body == b"stderr:off":
+                return StreamSwitch(body == b"stderr:on")
+            return None  # nothing else comes with this token; dropped, like a bad record
         if body.startswith(DISPLAY):
             parsed = parse_display(body[len(DISPLAY) :])
             return parsed or DisplayRecord("", "", 0, b"")  # shown as refused, never dropped
@@ -213,4 +241,6 @@ class ResultScanner:
         if start < 0:
             return 0
         candidate = tail[start:]
-        return len(candidate) if self._marker.startswith(candidate) else 0
+        if self._marker.startswith(candidate) or self._switch.startswith(candidate):
+            return len(candidate)
+        return 0

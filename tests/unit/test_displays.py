@@ -13,11 +13,13 @@ from codex.runtime.protocol import (
     DisplayRecord,
     ResultScanner,
     StreamSwitch,
+    stream_token,
 )
 from codex.sessions.displays import Displays, image_info, inline_image, size_text
 
 NONCE = "0123456789abcdef0123456789abcdef"
 MARK = RESULT_OSC + NONCE.encode() + b";"
+SWITCH = RESULT_OSC + stream_token(NONCE).encode() + b";"  # what the child writes
 
 
 def png(width: int, height: int) -> bytes:
@@ -46,11 +48,11 @@ def test_images_and_switches_come_out_in_their_places_whatever_the_cuts() -> Non
         b"before\r\n"
         + display_record(image)
         + b"mid"
-        + MARK
+        + SWITCH
         + b"stderr:on"
         + RESULT_END
         + b"err"
-        + MARK
+        + SWITCH
         + b"stderr:off"
         + RESULT_END
         + b"after"
@@ -74,6 +76,18 @@ def test_images_and_switches_come_out_in_their_places_whatever_the_cuts() -> Non
             StreamSwitch(False),
             b"after",
         ], cut
+
+
+def test_switches_come_only_with_the_stream_token_and_records_only_with_the_nonce() -> None:
+    scanner = ResultScanner(NONCE)
+    forged_result = SWITCH + b'{"exitCode": 0}' + RESULT_END  # the token cannot end a run
+    forged_image = SWITCH + display_record(png(2, 2))[len(MARK) :]
+    switch_by_nonce = MARK + b"stderr:on" + RESULT_END
+    items = scanner.feed_items(forged_result + forged_image + switch_by_nonce + b"x")
+    assert items == [b"x"] and scanner.result is None
+    assert stream_token(NONCE) != NONCE and len(stream_token(NONCE)) == len(NONCE)
+    other = RESULT_OSC + b"f" * 32 + b";stderr:on" + RESULT_END  # nobody's token: text
+    assert scanner.feed_items(other) == [other]
 
 
 def test_a_display_record_longer_than_64_kib_passes_within_its_bound() -> None:

@@ -28,6 +28,7 @@ from codex.cluster.locator import (
 )
 from codex.config import Settings
 from codex.errors import SessionFinished, SessionNotFound
+from codex.runtime.protocol import RESULT_END, RESULT_OSC, stream_token
 from codex.sessions.eventlog import Entry
 from codex.sessions.input import watcher as input_watch
 from codex.sessions.registry import ExecuteRequest, SessionRegistry
@@ -376,9 +377,8 @@ def test_images_stderr_and_the_description_come_from_the_owner(
             ex = await fake.next_execution()
             image = png(32, 24)
             follower = Follower().start(await here.locator.find(session.id))
-            ex.record(b"stderr:on")
-            ex.emit(b"Traceback\r\n")
-            ex.record(b"stderr:off")
+            switch = RESULT_OSC + stream_token(ex.nonce).encode() + b";stderr:"
+            ex.emit(switch + b"on" + RESULT_END + b"Traceback\r\n" + switch + b"off" + RESULT_END)
             ex.record(display_record(image)[len(MARK) : -1])
             ex.emit(b"after\r\n")
             await eventually(lambda: "after" in follower.output(), what="the relayed output")

@@ -1,5 +1,6 @@
 # Runs the user's program as __main__ in a fresh interpreter:
 #   python3 -I -c <this source> <code fd> <result fd> <display fd> <ack fd> <display source>
+#           <stream token>
 # The display source becomes the module `codex_display` (images, the matplotlib
 # backend, stderr marking: see that file) before the program is known.
 # It starts before the program is known (a pooled sandbox keeps it warm) and reads
@@ -15,7 +16,7 @@ import types
 
 def _run() -> None:
     code_fd, fd = int(sys.argv[1]), int(sys.argv[2])
-    display = _display_module(int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+    display = _display_module(int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6])
     chunks = []
     while True:
         chunk = os.read(code_fd, 65536)
@@ -47,14 +48,14 @@ def _run() -> None:
         os._exit(1)
 
 
-def _display_module(chan_fd: int, ack_fd: int, source: str) -> types.ModuleType:
+def _display_module(chan_fd: int, ack_fd: int, source: str, token: str) -> types.ModuleType:
     for own in (chan_fd, ack_fd):
         os.set_inheritable(own, False)  # a subprocess of the program gets neither
     module = types.ModuleType("codex_display")
     module.__dict__["__file__"] = "codex_display.py"
     exec(compile(source, "codex_display.py", "exec"), module.__dict__)
     sys.modules["codex_display"] = module
-    module._install(chan_fd, ack_fd)
+    module._install(chan_fd, ack_fd, token)
     return module
 
 

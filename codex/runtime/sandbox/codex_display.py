@@ -11,7 +11,9 @@
 # here too.
 # Each image goes to the supervisor over a private pipe; the supervisor frames it
 # with its nonce into the terminal at this exact place among the program's text,
-# then acknowledges, so what was printed before it is shown before it.
+# then acknowledges, so what was printed before it is shown before it. Text written
+# to sys.stderr is marked in the same write with the stream token (a mark the program
+# could forge only marks its own text), so stderr costs no round trip.
 import importlib.machinery  # here: imported inside the finder, it would find itself
 import io
 import json
@@ -24,6 +26,7 @@ BACKEND = "codex_display_backend"
 _lock = threading.RLock()  # a message sent while flushing stdout nests, whole
 _chan = None  # (write fd, ack fd), set by the child runner
 _owed = 0  # messages sent whose acknowledgement has not been read yet
+_switches = (b"", b"")  # the stream switches to stderr and back (see _mark_stderr)
 
 
 def _connect(write_fd, ack_fd):
@@ -127,29 +130,27 @@ def _at_exit():
 
 
 class _StderrMarked(io.TextIOWrapper):
-    """sys.stderr, still a TTY, whose text the supervisor marks as stderr."""
+    """sys.stderr, still a TTY, whose text is marked as stderr: the switches and the
+    text go to the terminal in one write, so no other write can come between them."""
 
     def write(self, text):
         if not text:
             return 0
-        _mark(b"e")
         try:
-            n = super().write(text)
-            self.flush()
-        finally:
-            _mark(b"o")
-        return n
+            sys.stdout.flush()  # what was printed before comes first
+        except Exception:
+            pass
+        super().flush()
+        data = text.encode(self.encoding, self.errors)
+        self.buffer.write(_switches[0] + data + _switches[1])
+        self.buffer.flush()
+        return len(text)
 
 
-def _mark(kind):
-    # A closed channel must not break stderr: the text then goes unmarked.
-    try:
-        _send(kind)
-    except OSError:
-        pass
-
-
-def _mark_stderr():
+def _mark_stderr(token):
+    global _switches
+    mark = b"\x1b]6973;" + token.encode("ascii") + b";"
+    _switches = (mark + b"stderr:on\x07", mark + b"stderr:off\x07")
     real = sys.stderr
     marked = _StderrMarked(
         real.buffer, encoding=real.encoding, errors="backslashreplace", line_buffering=True
@@ -222,7 +223,7 @@ class _Finder:
         return spec
 
 
-def _install(write_fd, ack_fd):
+def _install(write_fd, ack_fd, token):
     _connect(write_fd, ack_fd)
     sys.meta_path.insert(0, _Finder())
-    _mark_stderr()
+    _mark_stderr(token)

@@ -7,14 +7,15 @@
 #   2. it reads the job, "<length>\n<json {code, rows, cols}>", restores the terminal,
 #      sets its size and says `go` (only then may the server type into the terminal);
 #   3. it hands the code to the child through a pipe and, while the child runs, serves
-#      its display channel: each image becomes a `display:` record and each stderr
-#      write is bracketed by `stderr:on` / `stderr:off`, written into the terminal
-#      before the child is acknowledged (so exactly where the child's text puts them);
+#      its display channel: each image becomes a `display:` record, written into the
+#      terminal before the child is acknowledged (so exactly where the child's text
+#      puts it); the child marks its stderr writes itself, with the stream token;
 #   4. once the child has ended, it writes one result record: {exitCode, signal, error}.
 # Printed text can never pass for a record: forging one needs the nonce, which lives
 # in no file, no environment and no memory the user's program can read (this process
 # makes itself non-dumpable, which hides its /proc files from the child).
 import base64
+import hashlib
 import json
 import os
 import select
@@ -49,7 +50,9 @@ def main() -> None:
         for fd in (code_r, result_w, chan_w, ack_r):
             os.set_inheritable(fd, True)
         fds = [str(fd) for fd in (code_r, result_w, chan_w, ack_r)]
-        argv = [sys.executable, "-I", "-c", child_source, *fds, display_source]
+        # The token of the stream switches (codex.runtime.protocol.stream_token).
+        token = hashlib.sha256(b"codex-stream:" + nonce).hexdigest()[:32]
+        argv = [sys.executable, "-I", "-c", child_source, *fds, display_source, token]
         try:
             os.execve(sys.executable, argv, env)
         finally:
@@ -157,11 +160,7 @@ class Channel:
             self.need = -1
 
     def _record(self, payload: bytes) -> None:
-        if self.kind == b"e":
-            _say(self.nonce, b"stderr:on")
-        elif self.kind == b"o":
-            _say(self.nonce, b"stderr:off")
-        elif self.kind == b"d":
+        if self.kind == b"d":
             _say(self.nonce, _display_body(payload, self.size))
         try:
             os.write(self.ack, b"k")
