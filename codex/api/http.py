@@ -197,6 +197,9 @@ class SessionHandler(JsonHandler):
         self.send_json({"sessionId": session.id, "state": session.state}, 202)
 
 
+IMAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+
+
 class DisplayHandler(JsonHandler):
     """One image a session displayed, as its own content type (byte-exact)."""
 
@@ -213,6 +216,9 @@ class DisplayHandler(JsonHandler):
             raise NotFound(f"Session {session_id} has no display {index}.")
         mime, data = shown
         self.set_header("Content-Type", mime)
+        # An SVG opened from this URL is a document of this origin: no script, no
+        # fetches, its own opaque origin.
+        self.set_header("Content-Security-Policy", IMAGE_POLICY)
         self.set_header("Content-Length", str(len(data)))
         self.finish(data)
 

@@ -134,7 +134,7 @@ OPENAPI: dict[str, Any] = {
                         "description": "The image, as its own content type.",
                         "content": {
                             mime: {"schema": {"type": "string", "format": "binary"}}
-                            for mime in ("image/png", "image/jpeg")
+                            for mime in ("image/png", "image/jpeg", "image/svg+xml")
                         },
                     },
                     "404": _error("No such session, or it showed no image of that number."),
@@ -259,7 +259,10 @@ OPENAPI: dict[str, Any] = {
                 "type": "object",
                 "properties": {
                     "index": {"type": "integer"},
-                    "mime": {"type": "string", "enum": ["image/png", "image/jpeg"]},
+                    "mime": {
+                        "type": "string",
+                        "enum": ["image/png", "image/jpeg", "image/svg+xml"],
+                    },
                     "width": {"type": "integer"},
                     "height": {"type": "integer"},
                     "bytes": {"type": "integer"},

@@ -176,7 +176,9 @@ def terminal_messages(entries: list[Entry]) -> list[list[Any]]:
     out: list[list[Any]] = []
     for kind, body, _ in merge_output(entries, FRAME_CHARS):
         if kind == DISPLAY and isinstance(body, dict):
-            out.append(["stdout", inline_image(body)])
+            sequence = inline_image(body)
+            if sequence:
+                out.append(["stdout", sequence])
         else:
             out.append(["stdout" if kind == OUTPUT else kind, body])
     return out

@@ -1,70 +1,36 @@
 """Images a program displays: checked, bounded and described before anyone sees them.
 
 The sandbox says what an image is; the server believes only the bytes. Each image must
-be a PNG or a JPEG whose header gives its size, within the session's bounds (bytes per
-image, images per run, pixels). One that is not is replaced by a notice in the output,
-never dropped in silence. Images are numbered from 1 in the order the program showed
-them, refused ones included, so "figure 3" in a notice is the program's third.
+be a PNG, a JPEG or an SVG whose header gives its size (codex.sessions.images), within
+the session's bounds (bytes per image, images per run, pixels). One that is not is
+replaced by a notice in the output, never dropped in silence. Images are numbered from
+1 in the order the program showed them, refused ones included, so "figure 3" in a
+notice is the program's third.
 """
 
 from __future__ import annotations
 
 import base64
-import struct
 from dataclasses import dataclass
 from typing import Any
 
 from codex.config import Settings
 from codex.runtime.protocol import DisplayRecord
+from codex.sessions.images import SVG, image_info
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-JPEG_SIGNATURE = b"\xff\xd8\xff"
-# JPEG start-of-frame markers (they carry the size); C4, C8 and CC are not frames.
-JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 TIMES = "\u00d7"  # the multiplication sign, as in "640 by 480" written by hand
-JPEG_SCAN_LIMIT = 1 << 20  # bytes of a JPEG searched for its frame header
-
-
-def image_info(data: bytes) -> tuple[str, int, int] | None:
-    """(mime, width, height) from the image's own header, or None if it is neither a
-    PNG nor a JPEG with a readable size."""
-    if data.startswith(PNG_SIGNATURE) and data[12:16] == b"IHDR" and len(data) >= 24:
-        width, height = struct.unpack(">II", data[16:24])
-        return ("image/png", width, height) if width and height else None
-    if data.startswith(JPEG_SIGNATURE):
-        size = _jpeg_size(data)
-        return ("image/jpeg", *size) if size else None
-    return None
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    at = 2
-    end = min(len(data), JPEG_SCAN_LIMIT)
-    while at + 4 <= end:
-        if data[at] != 0xFF:
-            return None
-        marker = data[at + 1]
-        if marker == 0xFF:  # fill byte
-            at += 1
-            continue
-        if 0xD0 <= marker <= 0xD9 or marker == 0x01:  # markers without a length
-            at += 2
-            continue
-        (length,) = struct.unpack(">H", data[at + 2 : at + 4])
-        if marker in JPEG_FRAMES and at + 9 <= len(data):
-            height, width = struct.unpack(">HH", data[at + 5 : at + 9])
-            return (width, height) if width and height else None
-        at += 2 + length
-    return None
 
 
 def inline_image(payload: dict[str, object]) -> str:
     """A `display` payload as iTerm2's inline image sequence, which xterm.js's
     @xterm/addon-image draws (fitted to the terminal, since no size is given) and
-    other terminals ignore: ``OSC 1337 ; File=name=..;size=..;inline=1 : <base64> BEL``."""
+    other terminals ignore: ``OSC 1337 ; File=name=..;size=..;inline=1 : <base64> BEL``.
+    "" for an SVG, which the addon does not draw (the text line stands for it)."""
     data = payload["data"]
     assert isinstance(data, dict)  # a payload this module made (Displays._payload)
     mime = next(m for m in data if m.startswith("image/"))
+    if mime == SVG:
+        return ""
     encoded = data[mime]
     size = len(encoded) * 3 // 4 - encoded[-2:].count("=")
     ext = "png" if mime == "image/png" else "jpg"
@@ -80,6 +46,14 @@ def size_text(n: int) -> str:
     if n >= 1 << 20:
         return f"{n / (1 << 20):.1f} MiB"
     return f"{n / 1024:.1f} KiB" if n >= 1024 else f"{n} bytes"
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -124,12 +98,14 @@ class Displays:
         self.seen += 1
         n = self.seen
         info = image_info(record.data) if record.data else None
+        if info is not None and info[0] == SVG and not _is_utf8(record.data):
+            info = None
         if record.size > self.max_bytes or len(record.data) > self.max_bytes:
             return None, f"[figure {n} not shown: larger than {size_text(self.max_bytes)}]\r\n"
         if len(self.shown) >= self.max_count:
             return None, f"[figure {n} not shown: more than {self.max_count} figures]\r\n"
         if info is None:
-            return None, f"[figure {n} not shown: not a PNG or JPEG image]\r\n"
+            return None, f"[figure {n} not shown: not a PNG, JPEG or SVG image]\r\n"
         mime, width, height = info
         if width * height > self.max_pixels:
             why = f"{width}{TIMES}{height} is more than {self.max_pixels} pixels"
@@ -143,7 +119,9 @@ class Displays:
     def _payload(self, n: int, record: DisplayRecord, info: tuple[str, int, int]) -> dict[str, Any]:
         """Jupyter's display_data content, with the session and the figure's number."""
         mime, width, height = info
-        data = {mime: base64.b64encode(record.data).decode("ascii")}
+        # As Jupyter has it: an SVG is its text, other images are base64.
+        text = record.data.decode() if mime == SVG else base64.b64encode(record.data).decode()
+        data = {mime: text}
         data["text/plain"] = record.text or f"<image {width}x{height}>"
         return {
             "sessionId": self.session_id,
@@ -161,7 +139,9 @@ class Displays:
         """(content type, bytes) of the image numbered ``index``, if it was shown."""
         for shown in self.shown:
             if shown.index == index:
-                return shown.mime, base64.b64decode(shown.payload["data"][shown.mime])
+                content = shown.payload["data"][shown.mime]
+                raw = content.encode() if shown.mime == SVG else base64.b64decode(content)
+                return shown.mime, raw
         return None
 
     def listing(self) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import tornado.httpclient
 
-from codex.sessions.displays import image_info
+from codex.sessions.images import image_info
 from tests.harness import Transcript, running_app
 
 pytestmark = [pytest.mark.docker, pytest.mark.gen_test(timeout=120)]
@@ -205,3 +205,18 @@ async def test_terminals_get_the_figure_as_an_inline_image_in_its_place() -> Non
         before, after = viewer.screen_text[: match.start()], viewer.screen_text[match.end() :]
         assert before.endswith("before\r\n")
         assert after == "[figure 1: 640\u00d7480]\r\nafter\r\n"
+
+
+async def test_an_svg_is_displayed_as_its_text_and_served_under_a_sandboxing_policy() -> None:
+    svg = '<svg xmlns="http://www.w3.org/2000/svg" width="120" height="80"><circle r="9"/></svg>'
+    code = f"import codex_display\ncodex_display.show({svg!r})\nprint('drawn')\n"
+    async with running_app() as h:
+        t = await h.run(code)
+        served = await h.http.fetch(f"{h.base_url}/api/sessions/{t.session_id}/displays/1")
+    [shown] = t.named("display")
+    assert shown["data"]["image/svg+xml"] == svg
+    assert shown["metadata"]["image/svg+xml"] == {"width": 120, "height": 80}
+    assert t.output == "[figure 1: 120\u00d780]\r\ndrawn\r\n"
+    assert served.headers["Content-Type"] == "image/svg+xml" and served.body == svg.encode()
+    assert "sandbox" in served.headers["Content-Security-Policy"]
+    assert served.headers["X-Content-Type-Options"] == "nosniff"

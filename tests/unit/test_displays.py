@@ -15,7 +15,8 @@ from codex.runtime.protocol import (
     StreamSwitch,
     stream_token,
 )
-from codex.sessions.displays import Displays, image_info, inline_image, size_text
+from codex.sessions.displays import Displays, inline_image, size_text
+from codex.sessions.images import SVG, image_info
 
 NONCE = "0123456789abcdef0123456789abcdef"
 MARK = RESULT_OSC + NONCE.encode() + b";"
@@ -136,7 +137,7 @@ def test_bounds_give_numbered_notices_never_silence() -> None:
     assert line == "[figure 3 not shown: 1000\u00d71000 is more than 10000 pixels]\r\n"
     bad = b"not an image"
     _, line = d.take(DisplayRecord("image/png", "", len(bad), bad), 1 << 20)
-    assert line == "[figure 4 not shown: not a PNG or JPEG image]\r\n"
+    assert line == "[figure 4 not shown: not a PNG, JPEG or SVG image]\r\n"
     _, line = d.take(DisplayRecord("image/png", "", len(ok), ok), room=10)
     assert line == "[figure 5 not shown: the output limit is reached]\r\n"
     assert d.take(DisplayRecord("image/png", "", len(ok), ok), 1 << 20)[0] is not None
@@ -167,3 +168,43 @@ def test_a_display_is_an_inline_image_in_the_terminal_stream_at_its_place() -> N
             ["stdout", sequence],
             ["stdout", "b"],
         ]
+
+
+SVG_NS = 'xmlns="http://www.w3.org/2000/svg"'
+
+
+def test_an_svg_is_read_as_far_as_its_root_and_sized_like_a_browser_would() -> None:
+    def info(text: str) -> tuple[str, int, int] | None:
+        return image_info(text.encode())
+
+    assert info(f'<svg {SVG_NS} width="40" height="30"/>') == ("image/svg+xml", 40, 30)
+    decl = '<?xml version="1.0"?>\n<!-- a comment -->\n'
+    assert info(decl + f'<svg {SVG_NS} viewBox="0 0 200 100"></svg>') == (SVG, 200, 100)
+    assert info(f'<svg {SVG_NS} width="2in" height="72pt"/>') == (SVG, 192, 96)
+    assert info(f'<svg {SVG_NS} width="100" viewBox="0,0,200,100"/>') == (SVG, 100, 50)
+    assert info(f"<svg {SVG_NS}/>") == (SVG, 300, 150)  # no size: the browser default
+    assert info("<svg/>") == (SVG, 300, 150)  # no namespace: browsers still draw it as <img>
+    assert info(f'<svg {SVG_NS} width="50%" height="3em" viewBox="0 0 8 6"/>') == (SVG, 8, 6)
+    refused = [
+        '<html><svg width="1" height="1"/></html>',  # not the root
+        f'<svg {SVG_NS} width="0" height="10"/>',
+        '<!DOCTYPE svg [<!ENTITY a "aaaa">]><svg width="&a;"/>',  # no DOCTYPE: no entities
+        "<svg",  # never closed within the limit
+        " " * 9000 + f"<svg {SVG_NS}/>",  # the root too far in
+        "plain text",
+    ]
+    assert [info(text) for text in refused] == [None] * len(refused)
+    assert image_info(b"<svg width='1' height='1'>\xff</svg>")  # the header is what is read
+
+
+def test_an_svg_is_shown_as_text_and_served_as_its_bytes() -> None:
+    d = Displays("s1", 1 << 20, 10, 4096 * 4096, text_line=True)
+    svg = f'<svg {SVG_NS} width="40" height="30"><text>é</text></svg>'.encode()
+    shown, line = d.take(DisplayRecord(SVG, "<svg>", len(svg), svg), room=1 << 20)
+    assert shown is not None and line == "[figure 1: 40\u00d730]\r\n"
+    assert shown.payload["data"][SVG] == svg.decode()  # Jupyter's form: the text
+    assert d.image(1) == (SVG, svg)
+    assert inline_image(shown.payload) == ""  # addon-image draws no SVG
+    bad = b"<svg width='1' height='1'>\xff</svg>"
+    refused, line = d.take(DisplayRecord(SVG, "", len(bad), bad), room=1 << 20)
+    assert refused is None and line == "[figure 2 not shown: not a PNG, JPEG or SVG image]\r\n"

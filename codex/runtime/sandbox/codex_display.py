@@ -1,7 +1,7 @@
 # Images from the user's program to the learner's page: `import codex_display`.
 #
-#   codex_display.show(obj)   obj: PNG or JPEG bytes, a path to such a file, a PIL
-#                             image or a matplotlib figure
+#   codex_display.show(obj)   obj: PNG, JPEG or SVG bytes, SVG text, a path to such
+#                             a file, a PIL image or a matplotlib figure
 #   codex_display.show()      every open matplotlib figure (what plt.show() does)
 #
 # Shipped as source text with the child (never a file in the image) and put in
@@ -64,6 +64,15 @@ def _send(kind, payload=b""):
             _owed -= 1
 
 
+def _mime(data):
+    # What the server will check the bytes for (it believes only the bytes).
+    if data[:3] == b"\xff\xd8\xff":
+        return "image/jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "image/png"
+    return "image/svg+xml" if b"<svg" in data[:8192] else "application/octet-stream"
+
+
 def _emit(image, mime, text):
     header = json.dumps({"mime": mime, "text": text[:200]}).encode()
     _send(b"d", header + b"\n" + image)
@@ -101,15 +110,17 @@ def _show_pil(image):
 
 
 def show(obj=None, **kwargs):
-    """Display obj (bytes, a file path, a PIL image, a figure), or with no argument
-    every open matplotlib figure, which are then closed (pyplot's show lands here)."""
+    """Display obj (PNG/JPEG/SVG bytes, SVG text, a file path, a PIL image, a figure),
+    or with no argument every open matplotlib figure, which are then closed (pyplot's
+    show lands here)."""
     if obj is None or isinstance(obj, bool):
         _show_open_figures()
         return
-    if isinstance(obj, (bytes, bytearray, memoryview)):
+    if isinstance(obj, str) and obj.lstrip().startswith("<"):
+        show(obj.encode("utf-8"))  # SVG text
+    elif isinstance(obj, (bytes, bytearray, memoryview)):
         data = bytes(obj)
-        mime = "image/jpeg" if data[:3] == b"\xff\xd8\xff" else "image/png"
-        _emit(data, mime, "<image %d bytes>" % len(data))
+        _emit(data, _mime(data), "<image %d bytes>" % len(data))
     elif isinstance(obj, (str, os.PathLike)):
         with open(obj, "rb") as f:
             show(f.read())
@@ -118,7 +129,9 @@ def show(obj=None, **kwargs):
     elif hasattr(obj, "save") and hasattr(obj, "mode"):
         _show_pil(obj)
     else:
-        raise TypeError("codex_display.show() takes bytes, a path, a PIL image or a figure")
+        raise TypeError(
+            "codex_display.show() takes image bytes, SVG text, a path, a PIL image or a figure"
+        )
 
 
 def _at_exit():
