@@ -62,6 +62,7 @@ page:
 		cp node_modules/@xterm/xterm/lib/xterm.js node_modules/@xterm/xterm/css/xterm.css \
 		   node_modules/@xterm/addon-fit/lib/addon-fit.js \
 		   node_modules/@xterm/addon-web-links/lib/addon-web-links.js \
+		   node_modules/@xterm/addon-image/lib/addon-image.js \
 		   node_modules/socket.io-client/dist/socket.io.min.js \
 		   node_modules/codemirror/lib/codemirror.js node_modules/codemirror/lib/codemirror.css \
 		   node_modules/codemirror/mode/python/python.js \

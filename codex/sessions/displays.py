@@ -35,7 +35,9 @@ def inline_image(payload: dict[str, object]) -> str:
     size = len(encoded) * 3 // 4 - encoded[-2:].count("=")
     ext = "png" if mime == "image/png" else "jpg"
     name = base64.b64encode(f"figure-{payload.get('index', 0)}.{ext}".encode()).decode("ascii")
-    return f"\x1b]1337;File=name={name};size={size};inline=1:{encoded}\x07"
+    # The addon leaves the cursor on the image's last row: the line after it would
+    # cover the image's bottom, so a new line follows, as iTerm2's imgcat writes.
+    return f"\x1b]1337;File=name={name};size={size};inline=1:{encoded}\x07\r\n"
 
 
 def size_text(n: int) -> str:

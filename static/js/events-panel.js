@@ -1,9 +1,11 @@
 /* events-panel.js: the Event API panel, driven the way the existing frontend drives the
  * event API (socket.io-client 4): POST /api/execute, then emit("join"); answers go as
  * emit("input"). Owns the Socket.IO connection (and joining again after a reconnect),
- * the plain-text transcript (batched, trimmed, escape sequences stripped) and the answer
- * box. The run's lifecycle and status line are the shared run controller's. */
+ * the transcript (text batched, trimmed, escape sequences stripped; stderr in red; the
+ * figures of `display` events at their place, see figures.js) and the answer box. The
+ * run's lifecycle and status line are the shared run controller's. */
 import { ANSI, BASE } from "./api.js";
+import { figureNode } from "./figures.js";
 import { makeRunController } from "./run-controller.js";
 
 const TRANSCRIPT_LIMIT = 200000; // characters the event-API transcript keeps
@@ -39,8 +41,10 @@ export function makeEventsPanel(editor, ui) {
   const transcript = ui.transcript;
 
   // Output is appended in batches (one layout per batch, not one per event) and the
-  // transcript keeps its last TRANSCRIPT_LIMIT characters.
+  // transcript keeps its last TRANSCRIPT_LIMIT characters. A batch is all stdout or all
+  // stderr: stdout goes into plain text nodes, stderr into <span class="stderr">.
   let pending = "";
+  let pendingStderr = false;
   let flushTimer = null;
   let kept = 0;
 
@@ -56,11 +60,25 @@ export function makeEventsPanel(editor, ui) {
     pending = "";
     const stick = nearBottom();
     const last = transcript.lastChild;
-    if (last && last.nodeType === Node.TEXT_NODE) last.appendData(text);
-    else transcript.append(document.createTextNode(text));
+    if (!pendingStderr && last && last.nodeType === Node.TEXT_NODE) {
+      last.appendData(text);
+    } else if (pendingStderr && isStderr(last)) {
+      last.firstChild.appendData(text);
+    } else if (pendingStderr) {
+      const span = document.createElement("span");
+      span.className = "stderr";
+      span.append(document.createTextNode(text));
+      transcript.append(span);
+    } else {
+      transcript.append(document.createTextNode(text));
+    }
     kept += text.length;
     trim();
     if (stick) transcript.scrollTop = transcript.scrollHeight;
+  }
+
+  function isStderr(node) {
+    return !!node && node.nodeType === Node.ELEMENT_NODE && node.classList.contains("stderr");
   }
 
   function trim() {
@@ -72,8 +90,10 @@ export function makeEventsPanel(editor, ui) {
     }
     while (excess > 0 && node) {
       const length = node.textContent.length;
-      if (node.nodeType === Node.TEXT_NODE && length > excess) {
-        node.deleteData(0, excess);
+      // Text (stdout's text node, stderr's span) is cut; anything else goes whole.
+      const text = isStderr(node) ? node.firstChild : node.nodeType === Node.TEXT_NODE ? node : null;
+      if (text && length > excess) {
+        text.deleteData(0, excess);
         kept -= excess;
         break;
       }
@@ -95,6 +115,7 @@ export function makeEventsPanel(editor, ui) {
     clearTimeout(flushTimer);
     flushTimer = null;
     pending = "";
+    pendingStderr = false;
     kept = 0;
     transcript.textContent = "";
   }
@@ -107,9 +128,11 @@ export function makeEventsPanel(editor, ui) {
     if (stick) transcript.scrollTop = transcript.scrollHeight;
   }
 
-  function appendOutput(text) {
+  function appendOutput(text, stderr) {
     const clean = text.replace(ANSI, "").replace(/\r\n/g, "\n").replace(/\r/g, "");
     if (!clean) return;
+    if (pending && pendingStderr !== stderr) flush(); // a batch never mixes the streams
+    pendingStderr = stderr;
     pending += clean;
     if (!flushTimer) flushTimer = setTimeout(flush, 40);
   }
@@ -118,7 +141,8 @@ export function makeEventsPanel(editor, ui) {
     flush();
     const last = transcript.lastChild;
     if (!last) return true;
-    if (last.nodeType === Node.ELEMENT_NODE && last.classList.contains("meta")) return true;
+    // A meta line and a figure are blocks: what follows them starts on a line of its own.
+    if (last.nodeType === Node.ELEMENT_NODE && last.matches(".meta, .figure")) return true;
     return last.textContent.endsWith("\n");
   }
 
@@ -171,9 +195,15 @@ export function makeEventsPanel(editor, ui) {
     socket.on("output", (data) => {
       if (!mine(data) || !state.sessionId) return;
       if (data && typeof data.output === "string") {
-        appendOutput(data.output);
+        appendOutput(data.output, data.stream === "stderr");
         run.output(data.output);
       }
+    });
+    // A figure, at its place among the output: append() flushes the text before it.
+    socket.on("display", (data) => {
+      if (!mine(data) || !state.sessionId) return;
+      const figure = figureNode(data);
+      if (figure) append(figure);
     });
     socket.on("input_required", (data) => {
       if (!mine(data) || !state.busy) return;

@@ -56,6 +56,7 @@ export function makeTerminal(container) {
   if (window.WebLinksAddon) {
     term.loadAddon(new window.WebLinksAddon.WebLinksAddon((event, uri) => openLink(uri)));
   }
+  loadImages(term);
   container.dataset.focusGroup = "";
   term.open(container);
 
@@ -97,6 +98,29 @@ export function makeTerminal(container) {
     /* fitted on the first resize */
   }
   return { term, refit };
+}
+
+/** Figures: the server sends each one the program displays as an iTerm2 inline image
+ * (OSC 1337) in the terminal's stream, and @xterm/addon-image draws it on a canvas layer
+ * over the text. Without the addon the page still works: xterm.js drops the sequence and
+ * the `[figure n: W×H]` line that follows it says a figure was there. */
+function loadImages(term) {
+  if (!window.ImageAddon || typeof window.ImageAddon.ImageAddon !== "function") {
+    console.warn("terminal: @xterm/addon-image is missing (run `make page`): no inline figures");
+    return;
+  }
+  term.loadAddon(
+    new window.ImageAddon.ImageAddon({
+      // Output is untrusted and CodeX sends only OSC 1337: no SIXEL decoder for programs
+      // to feed, and no pixel-size reports (CSI 14/16/18 t) answered into their stdin.
+      sixelSupport: false,
+      enableSizeReports: false,
+      iipSupport: true,
+      // The server's display_max_pixels default (4096×4096) passes: the addon's test is `<`.
+      pixelLimit: 4096 * 4096 + 1,
+      storageLimit: 64, // MB of decoded images kept for the scrollback
+    })
+  );
 }
 
 export function makeTerminalRunner(editor, term, ui) {

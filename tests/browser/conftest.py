@@ -28,7 +28,14 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = os.environ.get("CODEX_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CODEX_CHROMEDRIVER", "/usr/bin/chromedriver")
 VENDOR = ROOT / "static" / "vendor"
-VENDOR_FILES = ("xterm.js", "addon-fit.js", "socket.io.min.js", "codemirror.js", "python.js")
+VENDOR_FILES = (
+    "xterm.js",
+    "addon-fit.js",
+    "addon-image.js",
+    "socket.io.min.js",
+    "codemirror.js",
+    "python.js",
+)
 WINDOW = (1400, 900)
 CHROMIUM_FLAGS = (
     "--headless",

@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.gen_test(timeout=120)]
 PLOT = "import matplotlib.pyplot as plt\n"
 INLINE = re.compile(
     r"\x1b\]1337;File=name=(?P<name>[A-Za-z0-9+/=]+);size=(?P<size>\d+);inline=1:"
-    r"(?P<data>[A-Za-z0-9+/=]+)\x07"
+    r"(?P<data>[A-Za-z0-9+/=]+)\x07\r\n"
 )
 
 

@@ -161,7 +161,7 @@ def test_a_display_is_an_inline_image_in_the_terminal_stream_at_its_place() -> N
         fields = dict(f.split("=", 1) for f in head.removeprefix("\x1b]1337;File=").split(";"))
         assert base64.b64decode(fields["name"]) == name and fields["inline"] == "1"
         assert int(fields["size"]) == len(image)  # whatever the base64 padding
-        assert body == encoded + "\x07"
+        assert body == encoded + "\x07\r\n"  # the next line starts below the image
         entries = [Entry(1, OUTPUT, "a"), Entry(2, DISPLAY, payload=payload), Entry(3, OUTPUT, "b")]
         assert terminal_messages(entries) == [
             ["stdout", "a"],
