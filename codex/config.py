@@ -12,10 +12,11 @@ import dataclasses
 import ipaddress
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from codex.config_cli import build_parser, env_name, parse_value
+from codex.config_request import RequestSettings, setting
 from codex.errors import ConfigError
 
 # The program travels to the sandbox through its terminal and a pipe, so no argv limit
@@ -23,12 +24,8 @@ from codex.errors import ConfigError
 MAX_CODE_BYTES_CEILING = 1024 * 1024
 
 
-def setting(default: Any, help: str, **extra: Any) -> Any:
-    return field(default=default, metadata={"help": help, **extra})
-
-
 @dataclass(frozen=True)
-class Settings:
+class Settings(RequestSettings):
     host: str = setting("127.0.0.1", "Address to listen on.")
     port: int = setting(8000, "TCP port to listen on (0 picks a free one).")
     runtime: str = setting(
@@ -293,6 +290,13 @@ _MUST_BE_POSITIVE = (
     "shm_size_mb",
     "nofile_limit",
     "output_limit_bytes",
+    "max_files",
+    "max_file_bytes",
+    "max_files_bytes",
+    "max_args",
+    "max_args_bytes",
+    "files_out_max_bytes",
+    "files_out_total_bytes",
     "display_max_bytes",
     "display_max_count",
     "display_max_pixels",
@@ -319,6 +323,12 @@ def _check_positive(s: Settings) -> None:
 
 def _check_memory_floor(s: Settings) -> None:
     _need(s.memory_limit_mb >= 16, "memory_limit_mb", "must be at least 16")
+    _need(s.files_out_max_count >= 0, "files_out_max_count", "must be 0 or more")
+    _need(
+        s.max_files_bytes < s.tmpfs_size_mb << 20,
+        "max_files_bytes",
+        "must be less than tmpfs_size_mb (the files are written into /tmp)",
+    )
 
 
 def _check_local_runtime(s: Settings) -> None:

@@ -48,6 +48,13 @@ class InvalidField(BadRequest):
     code = "invalid_field"
 
 
+class LimitTooHigh(CodexError):
+    """A request's own limit above the server's: the cap is named."""
+
+    status = 422
+    code = "limit_too_high"
+
+
 class PayloadTooLarge(CodexError):
     status = 413
     code = "payload_too_large"

@@ -93,4 +93,13 @@ RESULT_SCHEMA: dict[str, Any] = {
     "memoryPeakBytes": {"type": "integer", "nullable": True},
     "outputBytes": {"type": "integer"},
     "truncated": {"type": "boolean"},
+    "files": {
+        "type": "array",
+        "description": "Files the program created or changed in its working directory.",
+        "items": {"$ref": "#/components/schemas/OutputFile"},
+    },
+    "filesUnlisted": {
+        "type": "integer",
+        "description": "Files omitted beyond those listed (only when there are any).",
+    },
 }

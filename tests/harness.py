@@ -103,9 +103,11 @@ class Harness:
         *,
         stdin: str | None = None,
         timeout: float = 30,
+        **fields: Any,
     ) -> Transcript:
-        """The seed frontend's flow: connect, POST, join, answer prompts, until complete."""
-        extra = {"stdin": stdin} if stdin is not None else {}
+        """The seed frontend's flow: connect, POST, join, answer prompts, until complete.
+        ``fields`` go into the execute request (files, args, limits...)."""
+        extra = {"stdin": stdin, **fields} if stdin is not None else fields
         async with self.client() as sio:
             session_id = await self.execute(code, **extra)
             return await self.follow(session_id, answers, sio=sio, timeout=timeout)

@@ -5,28 +5,31 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
+from urllib.parse import quote
 
 import tornado.web
 
 from codex.api.openapi import OPENAPI
 from codex.api.origins import origin_allowed
+from codex.api.request_options import body_limit
 from codex.api.requests import parse_execute
 from codex.cluster.locator import SessionLocator
 from codex.errors import (
     BadRequest,
     CodexError,
+    InvalidField,
     MalformedJson,
     NotFound,
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from codex.sessions.batch import run_to_end
 from codex.sessions.registry import SessionRegistry
+from codex.sessions.session import Session
 from codex.wire import ID_CHARS, INTERNAL_ERROR, RUNNING
 
 log = logging.getLogger(__name__)
 
-# Room for the JSON around the largest code and stdin the settings allow.
-BODY_OVERHEAD = 16 * 1024
 DRAIN_LIMIT = 16 * 1024 * 1024
 
 
@@ -155,15 +158,16 @@ def _http_code(status: int) -> str:
 
 
 class ExecuteHandler(JsonHandler):
+    _waiting: Session | None = None
+
     def limit(self) -> int:
-        s = self.registry.settings
-        return s.max_code_bytes + s.max_stdin_bytes + BODY_OVERHEAD
+        return body_limit(self.registry.settings)
 
     def _too_large(self) -> PayloadTooLarge:
         s = self.registry.settings
         return PayloadTooLarge(
             f"The request is larger than the limit ({s.max_code_bytes} bytes of code, "
-            f"{s.max_stdin_bytes} of stdin)."
+            f"{s.max_stdin_bytes} of stdin, {s.max_files_bytes} of files)."
         )
 
     async def post(self) -> None:
@@ -172,11 +176,27 @@ class ExecuteHandler(JsonHandler):
         )
         for name, value in (await self.registry.admit("execute", client)).items():
             self.set_header(name, value)
+        wait = self._wait_flag()
         request = parse_execute(self.json_body(), self.registry.settings)
         session = await self.registry.create(request, client)
-        status = session.result["status"] if session.result else RUNNING
         self.set_header("Location", f"/api/sessions/{session.id}")
+        if wait:
+            self._waiting = session
+            self.send_json(await run_to_end(session), 200)
+            return
+        status = session.result["status"] if session.result else RUNNING
         self.send_json({"sessionId": session.id, "status": status}, 201)
+
+    def _wait_flag(self) -> bool:
+        value = self.get_query_argument("wait", "false")
+        if value not in ("true", "false", "1", "0"):
+            raise InvalidField("The query parameter wait must be true or false.", field="wait")
+        return value in ("true", "1")
+
+    def on_connection_close(self) -> None:
+        # A caller of wait mode that left will never read the result.
+        if self._waiting is not None and not self._waiting.finished:
+            self._waiting.cancel("The caller of wait mode went away.")
 
 
 class SessionHandler(JsonHandler):
@@ -218,6 +238,28 @@ class DisplayHandler(JsonHandler):
         self.set_header("Content-Type", mime)
         # An SVG opened from this URL is a document of this origin: no script, no
         # fetches, its own opaque origin.
+        self.set_header("Content-Security-Policy", IMAGE_POLICY)
+        self.set_header("Content-Length", str(len(data)))
+        self.finish(data)
+
+
+class FileHandler(JsonHandler):
+    """A file the program left in its working directory, as a download."""
+
+    locator: SessionLocator
+
+    def initialize(self, registry: SessionRegistry, locator: SessionLocator | None = None) -> None:
+        super().initialize(registry)
+        self.locator = locator or SessionLocator(registry)
+
+    async def get(self, session_id: str, name: str) -> None:
+        handle = await self.locator.find(session_id)
+        data = await handle.file(name)
+        if data is None:
+            raise NotFound(f"Session {session_id} has no file {name!r}.")
+        leaf = name.rsplit("/", 1)[-1]
+        self.set_header("Content-Type", "application/octet-stream")
+        self.set_header("Content-Disposition", f"attachment; filename*=UTF-8''{quote(leaf)}")
         self.set_header("Content-Security-Policy", IMAGE_POLICY)
         self.set_header("Content-Length", str(len(data)))
         self.finish(data)
@@ -272,6 +314,7 @@ def routes(
         (r"/api/execute", ExecuteHandler, args),
         (rf"/api/sessions/({ID_CHARS})", SessionHandler, found),
         (rf"/api/sessions/({ID_CHARS})/displays/([0-9]{{1,6}})", DisplayHandler, found),
+        (rf"/api/sessions/({ID_CHARS})/files/(.+)", FileHandler, found),
         (r"/api/openapi\.json", OpenAPIHandler, args),
         (r"/healthz", HealthHandler, args),
         (r"/readyz", ReadyHandler, args),

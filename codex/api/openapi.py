@@ -8,6 +8,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from codex.api.openapi_request import (
+    EXECUTE_OPTIONS,
+    FILE_OUT,
+    FILE_PATH_PARAMETER,
+    FILE_ROUTE,
+    WAIT_ANSWER,
+    WAIT_PARAMETER,
+)
 from codex.languages import LANGUAGES
 from codex.sessions.sizes import MAX_COLS, MAX_DIMENSION, MAX_ROWS
 from codex.wire import ID_PATTERN, RESULT_SCHEMA, STATES
@@ -80,6 +88,7 @@ OPENAPI: dict[str, Any] = {
             "post": {
                 "summary": "Start an execution",
                 "operationId": "execute",
+                "parameters": [WAIT_PARAMETER],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -89,14 +98,19 @@ OPENAPI: dict[str, Any] = {
                     },
                 },
                 "responses": {
+                    "200": _json("With `wait=true`: the program has ended.", "WaitAnswer"),
                     "201": _json("The session; join it to follow the program.", "Created"),
-                    "400": _error("Malformed JSON, or a field missing or of the wrong type."),
+                    "400": _error(
+                        "Malformed JSON, a field missing or of the wrong type, or a bad "
+                        "file (`field` names it: `files[2].name`)."
+                    ),
                     "403": _error("The request's Origin is not allowed."),
                     "413": _error("The code or stdin is larger than the limit."),
                     "415": _error("The body is not application/json."),
                     "422": _error(
-                        "The language is not supported, or the code breaks the teaching "
-                        "policy (`policy_violation`, with `line`)."
+                        "The language is not supported, the code breaks the teaching "
+                        "policy (`policy_violation`, with `line`), or a limit is above "
+                        "the server's (`limit_too_high`, with `cap`)."
                     ),
                     "429": _error(
                         "Too many executions from this address (Retry-After, RateLimit-*)."
@@ -140,6 +154,10 @@ OPENAPI: dict[str, Any] = {
                     "404": _error("No such session, or it showed no image of that number."),
                 },
             },
+        },
+        "/api/sessions/{sessionId}/files/{path}": {
+            "parameters": [_SESSION_ID, FILE_PATH_PARAMETER],
+            **FILE_ROUTE,
         },
         "/healthz": {
             "get": {
@@ -207,6 +225,7 @@ OPENAPI: dict[str, Any] = {
                     },
                     "rows": _size("height", "cols"),
                     "cols": _size("width", "rows"),
+                    **EXECUTE_OPTIONS,
                 },
                 # rows and cols: both or neither (a null one counts as left out).
                 "anyOf": [
@@ -252,9 +271,16 @@ OPENAPI: dict[str, Any] = {
                         "description": "The images shown, in order (refused ones left out).",
                         "items": {"$ref": "#/components/schemas/Display"},
                     },
+                    "files": {
+                        "type": "array",
+                        "description": "Files the program left (once finished).",
+                        "items": {"$ref": "#/components/schemas/OutputFile"},
+                    },
                     "result": {"$ref": "#/components/schemas/Result"},
                 },
             },
+            "OutputFile": FILE_OUT,
+            "WaitAnswer": WAIT_ANSWER,
             "Display": {
                 "type": "object",
                 "properties": {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from codex.api.request_options import parse_args, parse_files, parse_flag, parse_limits
 from codex.config import Settings
 from codex.errors import PayloadTooLarge, text_field
 from codex.languages import normalize_language
@@ -38,7 +39,17 @@ def parse_execute(body: dict[str, Any], s: Settings) -> ExecuteRequest:
     rows, cols = body.get("rows"), body.get("cols")
     if rows is not None or cols is not None:
         rows, cols = valid_size(rows, cols)
-    return ExecuteRequest(code, normalize_language(language), stdin, rows, cols)
+    return ExecuteRequest(
+        code,
+        normalize_language(language),
+        stdin,
+        rows,
+        cols,
+        files=parse_files(body.get("files"), s),
+        args=parse_args(body.get("args"), s),
+        interactive=parse_flag(body.get("interactive"), "interactive"),
+        limits=parse_limits(body.get("limits"), s),
+    )
 
 
 def typed_text(value: object, s: Settings, field: str) -> str:

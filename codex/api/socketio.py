@@ -20,6 +20,7 @@ from typing import Any
 import socketio
 
 from codex.api.origins import origin_allowed
+from codex.api.request_options import body_limit
 from codex.api.requests import parse_execute, terminal_size, typed_text
 from codex.api.sio_server import BoundedServer
 from codex.cluster.locator import SessionHandle, SessionLocator
@@ -94,7 +95,7 @@ class SocketIOTransport:
         self.registry = registry
         self.locator = locator
         settings = registry.settings
-        max_message = settings.max_code_bytes + settings.max_stdin_bytes + 16 * 1024
+        max_message = body_limit(settings)
         # Every emit goes to a client of this server (output of a session owned
         # elsewhere is relayed here by the locator's handle), so no Redis manager.
         self.sio = BoundedServer(

@@ -93,10 +93,12 @@ class Query:
     what: str
     reply: str
     index: int = 0
+    name: str = ""  # FILE: the file's name
 
 
 DESCRIBE = "describe"  # Query.what: GET /api/sessions/<id>, as the owner has it
 IMAGE = "image"  # Query.what: one image the session displayed
+FILE = "file"  # Query.what: one file the program left
 
 Command = Input | Write | Resize | Cancel | Follow | Leave | Query
 
@@ -253,7 +255,7 @@ _DECODERS: dict[str, Callable[[_Body], Message]] = {
     Follow.op: lambda b: Follow(b.text("sessionId"), b.text("channel"), b.flag("echo")),
     Leave.op: lambda b: Leave(b.text("channel")),
     Query.op: lambda b: Query(
-        b.text("sessionId"), b.text("what"), b.text("reply"), b.number("index")
+        b.text("sessionId"), b.text("what"), b.text("reply"), b.number("index"), b.text("name")
     ),
     Entries.op: lambda b: Entries(b.entries("entries")),
     Answer.op: lambda b: Answer(b.mapping("body")),

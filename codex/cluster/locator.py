@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from codex.cluster.commands import (
     DESCRIBE,
+    FILE,
     IMAGE,
     Answer,
     Cancel,
@@ -76,6 +77,9 @@ class SessionHandle(Protocol):
     async def display(self, index: int) -> tuple[str, bytes] | None:
         """(content type, bytes) of image ``index`` (from 1), if the session showed it."""
 
+    async def file(self, name: str) -> bytes | None:
+        """A file the program left (collected when it ended), if there is one."""
+
     async def follow(self, send: Send, *, include_echo: bool) -> str:
         """Deliver the session's entries to ``send`` (codex.sessions.follow) until it ends;
         FINISHED, or LOST if its owner died first."""
@@ -109,6 +113,9 @@ class LocalHandle:
 
     async def display(self, index: int) -> tuple[str, bytes] | None:
         return self.session.output.displays.image(index)
+
+    async def file(self, name: str) -> bytes | None:
+        return self.session.files.get(name)
 
     async def follow(self, send: Send, *, include_echo: bool) -> str:
         await follow(self.session, send, include_echo=include_echo)
@@ -170,6 +177,12 @@ class RemoteHandle:
         answer = await self._query(Query(self.id, IMAGE, "", index))
         with contextlib.suppress(KeyError, TypeError, ValueError, binascii.Error):
             return str(answer["mime"]), base64.b64decode(answer["data"], validate=True)
+        return None
+
+    async def file(self, name: str) -> bytes | None:
+        answer = await self._query(Query(self.id, FILE, "", name=name))
+        with contextlib.suppress(KeyError, TypeError, ValueError, binascii.Error):
+            return base64.b64decode(answer["data"], validate=True)
         return None
 
     async def _query(self, query: Query) -> dict[str, Any]:
@@ -295,6 +308,9 @@ class CommandHandler:
         handle = LocalHandle(self.registry.get(query.session_id))
         if query.what == DESCRIBE:
             return await handle.describe()
+        if query.what == FILE:
+            data = await handle.file(query.name)
+            return {} if data is None else {"data": base64.b64encode(data).decode("ascii")}
         shown = await handle.display(query.index) if query.what == IMAGE else None
         if shown is None:
             return {}

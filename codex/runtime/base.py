@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from codex.errors import SandboxError
+from codex.runtime.job import JobOptions, file_record_bound
 from codex.runtime.protocol import (
     GO,
     NEW,
@@ -50,6 +51,7 @@ class ExecSpec:
     client: str = "local"
     # The largest image the sandbox passes on (larger ones come as their size only).
     max_image_bytes: int = 0
+    options: JobOptions = field(default_factory=JobOptions)  # files, args, the shell
 
 
 @dataclass
@@ -134,7 +136,9 @@ class Execution(abc.ABC):
 
     async def begin(self, spec: ExecSpec) -> None:
         self.scanner.display_max = display_record_bound(spec.max_image_bytes)
-        await self._send(job_bytes(spec.code, spec.rows, spec.cols, spec.max_image_bytes))
+        self.scanner.file_max = file_record_bound(spec.options.collect.file_bytes)
+        job = job_bytes(spec.code, spec.rows, spec.cols, spec.max_image_bytes, spec.options)
+        await self._send(job)
 
     async def started(self) -> None:
         """Return once the program may run: the supervisor said `go` (or it ended).

@@ -26,7 +26,22 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from codex.runtime.sandbox import CHILD_SOURCE, DISPLAY_SOURCE, SUPERVISOR_SOURCE
+from codex.runtime.job import (
+    FILE,
+    FILES_END,
+    FileRecord,
+    FilesEnd,
+    JobOptions,
+    file_record_bound,
+    parse_file,
+    parse_files_end,
+)
+from codex.runtime.sandbox import (
+    CHILD_SOURCE,
+    DISPLAY_SOURCE,
+    SUPERVISOR_SOURCE,
+    WORKDIR_SOURCE,
+)
 
 RESULT_OSC = b"\x1b]6973;"
 RESULT_END = b"\x07"
@@ -54,7 +69,7 @@ class StreamSwitch:
     stderr: bool
 
 
-Item = bytes | DisplayRecord | StreamSwitch
+Item = bytes | DisplayRecord | StreamSwitch | FileRecord | FilesEnd
 
 
 def display_record_bound(max_image: int) -> int:
@@ -84,12 +99,16 @@ def parse_display(body: bytes) -> DisplayRecord | None:
 
 
 def supervisor_command(python: str) -> list[str]:
-    return [python, "-I", "-S", "-c", SUPERVISOR_SOURCE, CHILD_SOURCE, DISPLAY_SOURCE]
+    sources = (SUPERVISOR_SOURCE, CHILD_SOURCE, DISPLAY_SOURCE, WORKDIR_SOURCE)
+    return [python, "-I", "-S", "-c", *sources]
 
 
-def job_bytes(code: str, rows: int, cols: int, max_image: int = 0) -> bytes:
+def job_bytes(
+    code: str, rows: int, cols: int, max_image: int = 0, options: JobOptions | None = None
+) -> bytes:
     """The job; `maxImage` bounds what the supervisor passes on of one image."""
     job = {"code": code, "rows": rows, "cols": cols, "maxImage": max_image}
+    job.update((options or JobOptions()).to_json())
     payload = json.dumps(job).encode()
     return b"%d\n" % len(payload) + payload
 
@@ -127,6 +146,7 @@ class ResultScanner:
         self.synced = 0  # the highest sync record seen
         self.result: dict[str, Any] | None = None
         self.display_max = display_record_bound(0)  # the job's image bound sets it
+        self.file_max = file_record_bound(0)  # and its bound of a collected file
         self._items: list[Item] = []
 
     @property
@@ -194,7 +214,11 @@ class ResultScanner:
         end = data.find(RESULT_END)
         if end < 0:
             self._record += data
-            limit = self.display_max if self._record.startswith(DISPLAY) else RECORD_MAX
+            limit = RECORD_MAX
+            if self._record.startswith(DISPLAY):
+                limit = self.display_max
+            elif self._record.startswith(FILE):
+                limit = self.file_max
             if len(self._record) > limit:
                 self._record = None  # not ours after all; drop it rather than buffer
             return b""
@@ -218,6 +242,10 @@ class ResultScanner:
         if body.startswith(DISPLAY):
             parsed = parse_display(body[len(DISPLAY) :])
             return parsed or DisplayRecord("", "", 0, b"")  # shown as refused, never dropped
+        if body.startswith(FILE):
+            return parse_file(body[len(FILE) :])
+        if body.startswith(FILES_END):
+            return parse_files_end(body[len(FILES_END) :])
         return None
 
     def _state_record(self, body: bytes) -> None:

@@ -8,6 +8,7 @@ A finished session is kept for late joins and GETs, but not without bound: beyon
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import Counter, deque
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from codex.errors import RateLimited, RuntimeUnavailable, SessionNotFound, Unava
 from codex.languages import check_policy, check_syntax
 from codex.metrics import Metrics
 from codex.runtime.base import Runtime
+from codex.runtime.job import Collect, JobFile, JobOptions
 from codex.sessions.admission import RateLimiter, check_room, client_ip, parse_networks
 from codex.sessions.session import Session
 from codex.tasks import Tasks
@@ -28,12 +30,29 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Limits:
+    """A request's own limits, each at most the server's (None: the server's)."""
+
+    time_limit: float | None = None
+    memory_limit_mb: int | None = None
+    output_limit_bytes: int | None = None
+
+    def applied(self, s: Settings) -> Settings:
+        given = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return dataclasses.replace(s, **given) if given else s
+
+
+@dataclass(frozen=True)
 class ExecuteRequest:
     code: str
     language: str = "python"
     stdin: str = ""
     rows: int | None = None  # the client's terminal size, if it knows it already
     cols: int | None = None
+    files: tuple[JobFile, ...] = ()
+    args: tuple[str, ...] = ()
+    interactive: bool = False
+    limits: Limits = Limits()
 
 
 class SessionRegistry:
@@ -79,7 +98,7 @@ class SessionRegistry:
     async def create(self, request: ExecuteRequest, client: str = "local") -> Session:
         """A session for a validated request (codex.api.requests): started, or
         finished at once if the program does not compile (no container for that)."""
-        s = self.settings
+        s = request.limits.applied(self.settings)
         problem = check_syntax(request.code, request.language)
         if problem is None:
             check_policy(request.code, s.forbidden_imports, s.forbidden_calls)
@@ -93,6 +112,13 @@ class SessionRegistry:
             metrics=self.metrics,
         )
         session.client = client
+        session.job = JobOptions(
+            request.files,
+            request.args,
+            request.interactive,
+            request.limits.memory_limit_mb or 0,
+            Collect(s.files_out_max_count, s.files_out_max_bytes, s.files_out_total_bytes),
+        )
         if request.rows and request.cols:
             session.set_initial_size(request.rows, request.cols)
         if problem is not None:

@@ -16,10 +16,12 @@ from typing import Any, Protocol, cast
 from codex.errors import CodexError
 from codex.metrics import Metrics
 from codex.runtime.base import ExecSpec, Execution, ExitInfo, Runtime
-from codex.runtime.protocol import DisplayRecord
+from codex.runtime.job import JobOptions
+from codex.runtime.protocol import DisplayRecord, StreamSwitch
 from codex.sessions.clock import RunClock
 from codex.sessions.input.watcher import InputWatcher
 from codex.sessions.keyboard import Keyboard
+from codex.sessions.outfiles import OutputFiles
 from codex.sessions.output import OutputPipeline
 from codex.sessions.presence import HIGH_WATER, Presence
 from codex.sessions.resize import Resizer
@@ -42,6 +44,8 @@ class Owner(Protocol):
     keyboard: Keyboard
     resizer: Resizer
     watcher: InputWatcher
+    job: JobOptions
+    files: OutputFiles
 
     @property
     def rows(self) -> int: ...
@@ -102,6 +106,7 @@ class Run:
             session_id=s.id,
             client=s.client,
             max_image_bytes=s.output.displays.max_bytes,
+            options=s.job,
         )
         self.job_size = (spec.rows, spec.cols)  # what the sandbox has at `go`
         try:
@@ -140,8 +145,10 @@ class Run:
                     s.output.feed(item)
                 elif isinstance(item, DisplayRecord):
                     s.output.display(item)
-                else:
+                elif isinstance(item, StreamSwitch):
                     s.output.switch(item.stderr)
+                else:
+                    s.files.take(item)
                 if s.presence.lag() > HIGH_WATER:
                     # Stop reading until the controller catches up: the engine's
                     # buffers fill and the program blocks in write(), costing nothing.

@@ -21,11 +21,13 @@ from codex.errors import SessionFinished
 from codex.languages import SyntaxProblem
 from codex.metrics import Metrics
 from codex.runtime.base import ExitInfo, Runtime
+from codex.runtime.job import Collect, JobOptions
 from codex.sessions.clock import RunClock
 from codex.sessions.displays import Displays
 from codex.sessions.eventlog import Entry, EventLog, Follower
 from codex.sessions.input.watcher import InputWatcher
 from codex.sessions.keyboard import Keyboard
+from codex.sessions.outfiles import OutputFiles
 from codex.sessions.output import OutputPipeline
 from codex.sessions.presence import Presence
 from codex.sessions.resize import Resizer
@@ -77,6 +79,7 @@ class Session:
         self.resizer = Resizer(*clamp_size(settings.term_rows, settings.term_cols))
         self.terminal = TerminalModel(self.rows, self.cols)
         self.log = EventLog(max_chars=2 * settings.output_limit_bytes + 65536)
+        self.job = JobOptions()  # files, arguments, the shell: set by the registry
         self._task: asyncio.Task[None] | None = None
         self._assemble(settings, stdin)
 
@@ -91,6 +94,8 @@ class Session:
             displays=Displays.of(self.id, settings),
         )
         self.output.expect_echo(stdin)
+        bounds = (settings.files_out_max_count, settings.files_out_max_bytes)
+        self.files = OutputFiles(Collect(*bounds, settings.files_out_total_bytes))
         self.keyboard = Keyboard(settings.max_session_input_bytes, stdin, self._on_line)
         self.presence = Presence(self.log, settings.disconnect_grace, self.cancel)
         self.clock = RunClock(
@@ -202,13 +207,14 @@ class Session:
             "outputBytes": self.output_bytes,
             "screen": self.terminal.snapshot(),
             "displays": self.output.displays.listing(),
+            "files": self.files.listing(),
             "result": self.result,
         }
 
     @property
     def retained_chars(self) -> int:
         """What the finished session holds, in chars (its log, its last screen)."""
-        return self.log.retained_chars + self.rows * self.cols
+        return self.log.retained_chars + self.rows * self.cols + self.files.retained_bytes
 
     def release(self) -> None:
         """The session expired: drop what it holds and break its reference cycles now
@@ -225,6 +231,7 @@ class Session:
         self.presence.release()
         self.keyboard.close()
         self.output.release()
+        self.files.release()
         self.waits.release()
         self.watcher.release()
         self.clock.release()
@@ -282,17 +289,7 @@ class Session:
             if verdict is not None and verdict.line is not None:
                 payload["line"] = verdict.line
             self.log.append(ERROR, payload=payload)
-        self.result = result_object(
-            self.id,
-            status,
-            exit_code=info.exit_code,
-            signal=info.signal,
-            duration_ms=round(self.clock.elapsed * 1000),
-            cpu_ms=info.cpu_ms,
-            memory_peak_bytes=info.memory_peak_bytes,
-            output_bytes=self.output_bytes,
-            truncated=self.output.truncated,
-        )
+        self.result = _result(self, status, info)
         self.log.append(COMPLETE, payload=dict(self.result))
         self.terminal.freeze()
         self.keyboard.close()
@@ -300,3 +297,22 @@ class Session:
         log.info("session %s finished: %s", self.id[:8], status)
         if self._on_finish is not None:
             self._on_finish(self)
+
+
+def _result(s: Session, status: str, info: ExitInfo) -> dict[str, Any]:
+    """The `execution_complete` payload: the verdict, the counters, the files left."""
+    result = result_object(
+        s.id,
+        status,
+        exit_code=info.exit_code,
+        signal=info.signal,
+        duration_ms=round(s.clock.elapsed * 1000),
+        cpu_ms=info.cpu_ms,
+        memory_peak_bytes=info.memory_peak_bytes,
+        output_bytes=s.output_bytes,
+        truncated=s.output.truncated,
+    )
+    result["files"] = s.files.listing()
+    if s.files.unlisted:
+        result["filesUnlisted"] = s.files.unlisted
+    return result

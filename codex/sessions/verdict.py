@@ -30,6 +30,8 @@ def judge(info: ExitInfo, stopped_for: str | None, abandoned: bool, s: Settings)
 
 
 def _status(info: ExitInfo, stopped_for: str | None) -> str:
+    if stopped_for == OUTPUT_LIMIT:
+        return OUTPUT_LIMIT  # the output was cut: even a program that ended itself failed
     natural = info.reported and not (stopped_for and info.signal == "SIGKILL")
     if natural and info.signal == "SIGKILL" and info.oom_killed:
         return MEMORY_LIMIT

@@ -17,7 +17,8 @@ METHODS = ("get", "post", "put", "delete", "patch")
 def _template(pattern: str) -> str:
     """The route's groups named as the document names them, in order."""
     path = pattern.replace("\\.", ".")
-    names = iter(("{sessionId}", "{index}"))
+    second = "{path}" if "/files/" in path else "{index}"
+    names = iter(("{sessionId}", second))
     return re.sub(r"\([^)]*\)", lambda _: next(names), path)
 
 

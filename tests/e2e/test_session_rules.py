@@ -28,7 +28,10 @@ async def test_a_client_that_leaves_and_comes_back_in_time_keeps_its_program() -
             await asyncio.sleep(1.5)  # re-attached: past the first grace deadline
             state = (await h.request("GET", f"/api/sessions/{session_id}")).body
             assert state["state"] == "running"
-            assert got[0] == ("output", {"output": "up\r\n", "sessionId": session_id})
+            assert got[0] == (
+                "output",
+                {"output": "up\r\n", "sessionId": session_id, "stream": "stdout"},
+            )
         # Left for good: cancelled after the grace period.
         state = await h.wait_finished(session_id, timeout=10)
         assert state["result"]["status"] == "cancelled"

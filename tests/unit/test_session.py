@@ -98,7 +98,16 @@ def test_output_reaches_a_follower_in_order_with_sequence_numbers(fake: FakeRunt
 
         reader = asyncio.ensure_future(follow(s, send, include_echo=True))
         ex = await fake.next_execution()
-        assert job_of(ex) == {"code": CODE, "rows": 24, "cols": 80, "maxImage": 2 << 20}
+        assert job_of(ex) == {
+            "code": CODE,
+            "rows": 24,
+            "cols": 80,
+            "maxImage": 2 << 20,
+            "files": [],
+            "args": [],
+            "interactive": False,
+            "collect": [20, 1 << 20, 2 << 20],
+        }
         # "três" split inside its two-byte "ê": decoded whole, never as U+FFFD.
         chunks = [b"one\r\n", b"two\r\ntr\xc3", b"\xaas\r\n", b"four"]
         for chunk in chunks:
@@ -454,6 +463,21 @@ def test_the_output_limit_truncates_and_stops(fake: FakeRuntime) -> None:
         assert "b" * 41 not in output_of(s)
         assert ex.kills >= 1
         assert errors_of(s)[0]["error"] == "Output limit exceeded: 100 bytes."
+
+    run(scenario)
+
+
+def test_output_cut_at_the_limit_is_output_limit_even_if_the_program_ended_itself(
+    fake: FakeRuntime,
+) -> None:
+    async def scenario() -> None:
+        reg = registry(fake, output_limit_bytes=100)
+        s = await reg.create(ExecuteRequest("print('x' * 150)"))
+        ex = await fake.next_execution()
+        ex.emit(b"x" * 150)
+        ex.exit(0)  # before the kill lands
+        result = await finished(s)
+        assert result["status"] == "output_limit" and result["truncated"] is True
 
     run(scenario)
 

@@ -135,6 +135,17 @@ class DockerExecution(Execution):
         # A pooled sandbox spent CPU getting warm: count only the program's.
         if self._cgroup is not None:
             self._cpu_at_begin = self._cgroup.cpu_ns()
+        memory = spec.options.memory_mb
+        if memory:
+            # The request's own limit (at most the server's, which the container was
+            # made with, pooled or not): the same for both, before the program runs.
+            limit = f"{memory}m"
+            await self.runtime.call(
+                self.runtime.api().update_container,
+                self.container_id,
+                mem_limit=limit,
+                memswap_limit=limit,
+            )
         await super().begin(spec)
 
     async def wait(self) -> ExitInfo:

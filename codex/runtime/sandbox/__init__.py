@@ -7,3 +7,5 @@ SUPERVISOR_SOURCE = files(__package__).joinpath("supervisor.py").read_text("utf-
 CHILD_SOURCE = files(__package__).joinpath("child.py").read_text("utf-8")
 # The module `codex_display`, which the child makes from this text (see child.py).
 DISPLAY_SOURCE = files(__package__).joinpath("codex_display.py").read_text("utf-8")
+# The working directory's files in and out, run by the supervisor (see workdir.py).
+WORKDIR_SOURCE = files(__package__).joinpath("workdir.py").read_text("utf-8")

@@ -1,6 +1,7 @@
 # Runs the user's program as __main__ in a fresh interpreter:
 #   python3 -I -c <this source> <code fd> <result fd> <display fd> <ack fd> <display source>
 #           <stream token>
+# The code pipe carries the job as JSON: {code, args, interactive, problems}.
 # The display source becomes the module `codex_display` (images, the matplotlib
 # backend, stderr marking: see that file) before the program is known.
 # It starts before the program is known (a pooled sandbox keeps it warm) and reads
@@ -24,11 +25,17 @@ def _run() -> None:
             break
         chunks.append(chunk)
     os.close(code_fd)
-    source = b"".join(chunks).decode("utf-8")
+    job = json.loads(b"".join(chunks).decode("utf-8"))
+    source = job["code"]
     os.set_inheritable(fd, False)
     filename = "main.py"
-    sys.argv = [filename]
-    del sys.path[0]  # '' from -c: the working directory is the user's, not a module root
+    sys.argv = [filename, *job.get("args", [])]
+    # As `python main.py` would: the job's files import from main.py's folder. No
+    # bytecode is written there (it is not a file the program made).
+    sys.path[0] = os.getcwd()
+    sys.dont_write_bytecode = True
+    for problem in job.get("problems", []):
+        print("codex: could not write the file %s" % problem, file=sys.stderr)
     import linecache
 
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
@@ -44,8 +51,41 @@ def _run() -> None:
         display._at_exit()
         raise
     except BaseException as exc:  # the program's own error, reported like Python does
-        _report(fd, exc, filename)
-        os._exit(1)
+        if not job.get("interactive"):
+            _report(fd, exc, filename)
+            os._exit(1)
+        _print_error(exc)  # as `python -i` does: the traceback, then the shell
+    if job.get("interactive"):
+        _shell(module, display)
+
+
+def _shell(module: types.ModuleType, display: types.ModuleType) -> None:
+    """The Python shell in the program's namespace, as `python -i` (IDLE's F5): it ends
+    with exit() or end of file; each figure shows when its statement has run."""
+    import code
+
+    class Shell(code.InteractiveConsole):
+        def runsource(self, source: str, filename: str = "<input>", symbol: str = "single") -> bool:
+            more = super().runsource(source, filename, symbol)
+            if not more:
+                display._at_exit()
+            return more
+
+    sys.ps1, sys.ps2 = ">>> ", "... "
+    Shell(module.__dict__, filename="<stdin>").interact(banner="", exitmsg="")
+
+
+def _print_error(exc: BaseException) -> None:
+    import traceback
+
+    tb = exc.__traceback__
+    tb = tb.tb_next if tb is not None else None  # hide this runner's own frame
+    try:
+        sys.stdout.flush()
+        traceback.print_exception(type(exc), exc, tb)
+        sys.stderr.flush()
+    except Exception:
+        pass
 
 
 def _display_module(chan_fd: int, ack_fd: int, source: str, token: str) -> types.ModuleType:
@@ -60,12 +100,6 @@ def _display_module(chan_fd: int, ack_fd: int, source: str, token: str) -> types
 
 
 def _report(fd: int, exc: BaseException, filename: str) -> None:
-    import traceback
-
-    try:
-        sys.stdout.flush()
-    except Exception:
-        pass
     tb = exc.__traceback__
     tb = tb.tb_next if tb is not None else None  # hide this runner's own frame
     line = None
@@ -76,11 +110,7 @@ def _report(fd: int, exc: BaseException, filename: str) -> None:
         walk = walk.tb_next
     if isinstance(exc, SyntaxError) and exc.filename == filename:
         line = exc.lineno
-    try:
-        traceback.print_exception(type(exc), exc, tb)
-        sys.stderr.flush()
-    except Exception:
-        pass
+    _print_error(exc)
     try:
         message = str(exc)
     except Exception:

@@ -1,16 +1,18 @@
 # The first process of an execution, started on the execution's terminal as
-#   python3 -I -S -c <this source> <child source>
+#   python3 -I -S -c <this source> <child source> <display source> <workdir source>
 # It speaks a small protocol with the server over the terminal, framed as OSC
 # sequences that carry a nonce only this process and the server know:
 #   1. it starts the child interpreter at once (so a pooled sandbox has it warm),
 #      puts the terminal in raw mode and says `ready`;
 #   2. it reads the job, "<length>\n<json {code, rows, cols}>", restores the terminal,
 #      sets its size and says `go` (only then may the server type into the terminal);
-#   3. it hands the code to the child through a pipe and, while the child runs, serves
+#   3. it writes the job's files into the working directory and notes what is there
+#      (workdir.py), hands the code to the child through a pipe and, while it runs, serves
 #      its display channel: each image becomes a `display:` record, written into the
 #      terminal before the child is acknowledged (so exactly where the child's text
 #      puts it); the child marks its stderr writes itself, with the stream token;
-#   4. once the child has ended, it writes one result record: {exitCode, signal, error}.
+#   4. once the child has ended, it sends the files the program created or changed
+#      (within the job's bounds), then one result record: {exitCode, signal, error}.
 # Printed text can never pass for a record: forging one needs the nonce, which lives
 # in no file, no environment and no memory the user's program can read (this process
 # makes itself non-dumpable, which hides its /proc files from the child).
@@ -29,6 +31,8 @@ SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTOU, signal
 
 def main() -> None:
     child_source, display_source = sys.argv[1], sys.argv[2]
+    workdir: dict = {}
+    exec(compile(sys.argv[3], "workdir.py", "exec"), workdir)
     env = dict(os.environ)
     nonce = env.pop("CODEX_NONCE", "").encode()
     if env.pop("CODEX_HARDEN", "") == "1":
@@ -36,6 +40,10 @@ def main() -> None:
     # Ctrl-C and friends are for the user's program; this process must outlive it.
     for sig in SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+    # The program's own folder, below HOME: what libraries keep in HOME (matplotlib's
+    # font cache, ~/.python_history) is not a file the program left.
+    os.makedirs("work", mode=0o700, exist_ok=True)
+    os.chdir("work")
     code_r, code_w = os.pipe()
     result_r, result_w = os.pipe()
     chan_r, chan_w = os.pipe()  # the child's images and stderr marks
@@ -64,13 +72,20 @@ def main() -> None:
     job = json.loads(_read_job().decode("utf-8"))
     _restore_terminal(saved)
     _set_size(int(job.get("rows") or 0), int(job.get("cols") or 0))
+    problems = workdir["write_files"](job.get("files") or [])
+    collect = job.get("collect") or [0, 0, 0]
+    before = workdir["snapshot"]() if collect[0] > 0 else None
     _say(nonce, b"go")
+    run = {"code": job["code"], "args": job.get("args") or [], "problems": problems}
+    run["interactive"] = bool(job.get("interactive"))
     try:
-        _write_all(code_w, job["code"].encode("utf-8"))
+        _write_all(code_w, json.dumps(run).encode("utf-8"))
     except OSError:
         pass  # the child is gone already; its status says why
     os.close(code_w)
     status = Channel(nonce, chan_r, ack_w, int(job.get("maxImage") or 0)).serve(pid, wake_r, wake_w)
+    if before is not None:
+        _send_files(nonce, workdir["collect"](before, *collect))
     os.set_blocking(result_r, False)
     try:
         # A grandchild may hold the pipe open, so read what is there and never wait.
@@ -166,6 +181,21 @@ class Channel:
             os.write(self.ack, b"k")
         except OSError:
             pass
+
+
+def _send_files(nonce: bytes, collected: tuple) -> None:
+    """Each file as a record, then the end of the list (see codex.runtime.job)."""
+    files, unlisted = collected
+    omitted = unlisted
+    for name, size, data, why in files:
+        header = {"name": name, "size": size}
+        if why:
+            header["omitted"] = why
+            omitted += 1
+        encoded = json.dumps(header, ensure_ascii=True).encode()
+        _say(nonce, b"file:%d:" % len(encoded) + encoded + base64.b64encode(data))
+    end = {"collected": len(files) - (omitted - unlisted), "omitted": omitted}
+    _say(nonce, b"files:" + json.dumps(end).encode())
 
 
 def _display_body(payload: bytes, size: int) -> bytes:
