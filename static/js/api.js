@@ -1,7 +1,7 @@
 /* api.js: what the page says to the server, and the pure helpers both panels share.
  * Owns the URLs (relative to the page's directory, so a path prefix works), the REST
- * calls (postProgram, cancelSession, sessionResult), the verdict text
- * ("ok in 0.21 s", ...), the prompt text and the prompt tracker. No DOM here. */
+ * calls (postProgram with the request's options, cancelSession, sessionResult), the
+ * verdict text ("ok in 0.21 s", ...), the prompt text and the prompt tracker. No DOM. */
 
 // Escape sequences, left out of the event-API transcript and of prompts.
 export const ANSI = /\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[PX^_][^\x1b]*(?:\x1b\\)?|\x1b[@-Z\\-_]/g;
@@ -95,13 +95,14 @@ export function makePromptTracker(onLate) {
   };
 }
 
-export async function postProgram(code) {
+/** options: what else the request carries (files, args, interactive; request-pane.js). */
+export async function postProgram(code, options = {}) {
   let resp;
   try {
     resp = await fetch(apiUrl("api/execute"), {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ code, language: "python" }),
+      body: JSON.stringify({ ...options, code, language: "python" }),
     });
   } catch (err) {
     return { ok: false, message: "Cannot reach the server." };
@@ -118,7 +119,9 @@ export async function postProgram(code) {
   let message = (body && body.error) || `The server answered ${resp.status}.`;
   const retry = resp.headers.get("Retry-After");
   if (retry) message += ` Try again in ${retry} s.`;
-  return { ok: false, message, code: body && body.code };
+  // `field` names what a 400/413 refused (code, stdin, files[1].name, args, ...).
+  const field = body && typeof body.field === "string" ? body.field : null;
+  return { ok: false, message, code: body && body.code, field };
 }
 
 export async function cancelSession(sessionId) {

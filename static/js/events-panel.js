@@ -10,7 +10,8 @@ import { makeRunController } from "./run-controller.js";
 
 const TRANSCRIPT_LIMIT = 200000; // characters the event-API transcript keeps
 
-export function makeEventsPanel(editor, ui) {
+/** request: what the run sends besides the program, and where its files go (main.js). */
+export function makeEventsPanel(editor, ui, request = null) {
   let socket = null;
   let dropped = false;
   const run = makeRunController(editor, ui, {
@@ -36,7 +37,7 @@ export function makeEventsPanel(editor, ui) {
       socket.emit("join", { sessionId });
     },
     finished: (result, text) => appendMeta("execution_complete", text, false),
-  });
+  }, request);
   const state = run.state;
   const transcript = ui.transcript;
 

@@ -1,11 +1,14 @@
 /* main.js: the page's entry point (loaded as a module after the deferred vendor
  * scripts). Owns the server readiness badge (/readyz), the banner for missing vendor
- * libraries, building the editor and both panels, wiring the buttons and the global
- * Ctrl/Cmd+Enter, and the window.codex hooks for tests and debugging. */
+ * libraries, building the editor, the request pane, the output-files list and both
+ * panels, wiring the buttons and the global Ctrl/Cmd+Enter, and the window.codex hooks
+ * for tests and debugging. */
 import { apiUrl } from "./api.js";
 import { $, openLink, showBanner } from "./dom.js";
 import { makeEditor } from "./editor.js";
 import { makeEventsPanel } from "./events-panel.js";
+import { makeOutputFiles } from "./output-files.js";
+import { makeRequestPane } from "./request-pane.js";
 import { makeTerminal, makeTerminalRunner } from "./terminal-panel.js";
 
 async function checkServer() {
@@ -57,16 +60,41 @@ function main() {
   let runner = null;
   let events = null;
   const editor = makeEditor(() => runner && runner.start());
+  const pane = makeRequestPane({
+    args: $("#args"),
+    argsPreview: $("#args-preview"),
+    interactive: $("#interactive"),
+    list: $("#files"),
+    count: $("#files-count"),
+    form: $("#file-form"),
+    name: $("#file-name"),
+    content: $("#file-content"),
+    upload: $("#file-upload"),
+    note: $("#file-note"),
+  });
+  const outputs = makeOutputFiles({ list: $("#output-files"), caption: $("#output-files-caption") });
+  // Both panels send the same files, args and flag; the list of files a run left shows
+  // the run that ended last, and says which panel's it was.
+  const requestFor = (source) => ({
+    options: () => pane.options(),
+    refused: (field) => pane.refused(field),
+    started() {
+      pane.clearMarks();
+      outputs.started(source);
+    },
+    finished: (result, sessionId) => outputs.finished(source, result, sessionId),
+  });
 
   if (typeof window.Terminal === "function" && window.FitAddon) {
     const { term, refit } = makeTerminal(ui.terminal);
-    runner = makeTerminalRunner(editor, term, ui);
+    runner = makeTerminalRunner(editor, term, ui, requestFor("terminal"));
     ui.run.addEventListener("click", () => runner.start());
     ui.stop.addEventListener("click", () => runner.stop());
     window.codex = {
       term,
       editor,
       runner,
+      pane,
       refit,
       openLink,
       /** The terminal's text, row by row, trailing blanks trimmed (for tests and debugging). */
@@ -81,7 +109,7 @@ function main() {
     ui.run.disabled = true;
   }
   if (typeof window.io === "function") {
-    events = makeEventsPanel(editor, eventsUi);
+    events = makeEventsPanel(editor, eventsUi, requestFor("events"));
     eventsUi.run.addEventListener("click", () => events.start());
     eventsUi.stop.addEventListener("click", () => events.stop());
     if (window.codex) window.codex.events = events;

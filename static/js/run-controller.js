@@ -4,7 +4,8 @@
  * newer start), stop (DELETE, or the REST result if that fails), the Run/Stop buttons'
  * state, the status line (Starting…, Running…, Waiting for input…, Stopping…, the
  * verdict) with its data-state/-verdict/-prompt/-prompt-source, the prompt tracker, the
- * last error and the verdict at the end. A panel plugs its transport in with hooks. */
+ * last error and the verdict at the end. A panel plugs its transport in with hooks; the
+ * request pane (files, args, interactive) and the output-files list plug in as `request`. */
 import {
   cancelSession,
   makePromptTracker,
@@ -34,8 +35,11 @@ export function setStatus(el, state, text) {
  *   reset()            on start, once the state is cleared
  *   begin(token, id)   the session is created: connect to it
  *   finished(result, text)  after the verdict is shown
+ * request (optional; main.js makes one per panel from the request pane and the output
+ *   files): { options() -> the POST's files, args and interactive; refused(field);
+ *   started(); finished(result, sessionId) }
  */
-export function makeRunController(editor, ui, hooks) {
+export function makeRunController(editor, ui, hooks, request = null) {
   const state = {
     token: 0, // bumped by every start: answers for an older run are dropped
     sessionId: null,
@@ -109,6 +113,7 @@ export function makeRunController(editor, ui, hooks) {
     status(verdictState(result.status), text);
     ui.status.dataset.verdict = result.status || "";
     if (hooks.finished) hooks.finished(result, text);
+    if (request) request.finished(result, state.sessionId);
     return text;
   }
 
@@ -116,6 +121,15 @@ export function makeRunController(editor, ui, hooks) {
   function fail(message) {
     setBusy(false);
     status("error", message);
+  }
+
+  /** The server refused the POST. One that names a field (files[1].name, args, ...)
+   * says which, in front: the message alone may not tell which file or part it means. */
+  function refused(created) {
+    if (!created.field) return fail(created.message);
+    fail(`Not started — ${created.field}: ${created.message}`);
+    ui.status.dataset.field = created.field;
+    if (request) request.refused(created.field);
   }
 
   async function start() {
@@ -137,12 +151,14 @@ export function makeRunController(editor, ui, hooks) {
     delete ui.status.dataset.verdict;
     delete ui.status.dataset.prompt;
     delete ui.status.dataset.promptSource;
+    delete ui.status.dataset.field;
+    if (request) request.started();
     setBusy(!!hooks.busyWhileStarting, true);
     status("starting", "Starting…");
-    const created = await postProgram(code);
+    const created = await postProgram(code, request ? request.options() : {});
     if (!current(token)) return;
     if (!created.ok) {
-      fail(created.message);
+      refused(created);
       return;
     }
     state.sessionId = created.sessionId;

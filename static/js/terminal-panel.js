@@ -123,7 +123,8 @@ function loadImages(term) {
   );
 }
 
-export function makeTerminalRunner(editor, term, ui) {
+/** request: what the run sends besides the program, and where its files go (main.js). */
+export function makeTerminalRunner(editor, term, ui, request = null) {
   let ws = null;
   let atLineStart = true;
   const run = makeRunController(editor, ui, {
@@ -137,7 +138,7 @@ export function makeTerminalRunner(editor, term, ui) {
     },
     begin: (token, sessionId) => connect(token, sessionId),
     finished: () => term.write("\x1b[?25l"), // hide the cursor: nothing reads any more
-  });
+  }, request);
   const state = run.state;
 
   function send(message) {

@@ -213,13 +213,24 @@ def test_keyboard_only_and_labelled_controls(page: Page) -> None:
         ".map(el => el.outerHTML.slice(0, 80));"
     )
     assert unlabelled == []
-    # Tab inserts four spaces in the editor; Esc then Tab moves on to the terminal.
+    # Tab inserts four spaces in the editor; Esc then Tab moves on to the next control,
+    # the arguments field of the request pane below the editor.
     page.type_program("x = 1")
     page.keys(Keys.HOME, Keys.TAB)
     assert page.code == "    x = 1"
     page.keys(Keys.ESCAPE, Keys.TAB)
-    assert page.active_testid_container() == "terminal"
-    # Shift+Tab walks back from the terminal to the editor, then to Stop and Run.
+    assert page.active_testid_container() == "args"
+    # The terminal keeps Tab from the program too: Tab leaves it, Shift+Tab comes back
+    # out the other side (the request pane's last control).
+    page.el("terminal").click()
+    page.keys(Keys.TAB)
+    assert page.active_testid_container() not in ("terminal", None)
+    page.el("terminal").click()
+    page.keys(Keys.SHIFT, Keys.TAB)
+    assert page.js("return !!document.activeElement.closest('[data-testid=request-pane]')")
+    # Shift+Tab walks back from the request pane's first control to the editor, then to
+    # Stop and Run.
+    page.el("args").click()
     page.keys(Keys.SHIFT, Keys.TAB)
     assert page.active_testid_container() == "editor"
     page.keys(Keys.ESCAPE)
