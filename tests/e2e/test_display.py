@@ -220,3 +220,10 @@ async def test_an_svg_is_displayed_as_its_text_and_served_under_a_sandboxing_pol
     assert served.headers["Content-Type"] == "image/svg+xml" and served.body == svg.encode()
     assert "sandbox" in served.headers["Content-Security-Policy"]
     assert served.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_the_font_list_built_with_the_image_is_there_before_the_first_plot() -> None:
+    code = "import os\nprint(sorted(os.listdir(os.environ['MPLCONFIGDIR'])))\n"
+    async with running_app() as h:
+        t = await h.run(code)
+    assert t.output.startswith("['fontlist-v") and t.output.endswith(".json']\r\n"), t.output
