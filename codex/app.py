@@ -31,7 +31,7 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 
 class HostRefusedHandler(JsonHandler):
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         raise HostNotAllowed("This server does not answer to that Host name (see allowed_hosts).")
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from codex.config_cli import build_parser, env_name, parse_value
+from codex.config_identity import IdentitySettings
 from codex.config_request import RequestSettings, setting
 from codex.errors import ConfigError
 
@@ -25,7 +26,7 @@ MAX_CODE_BYTES_CEILING = 1024 * 1024
 
 
 @dataclass(frozen=True)
-class Settings(RequestSettings):
+class Settings(RequestSettings, IdentitySettings):
     host: str = setting("127.0.0.1", "Address to listen on.")
     port: int = setting(8000, "TCP port to listen on (0 picks a free one).")
     runtime: str = setting(
@@ -321,6 +322,11 @@ def _check_positive(s: Settings) -> None:
         _need(getattr(s, name) > 0, name, "must be positive")
 
 
+def _check_identity(s: Settings) -> None:
+    problem = s.identity_problem()
+    _need(problem is None, *(problem or ("", "")))
+
+
 def _check_memory_floor(s: Settings) -> None:
     _need(s.memory_limit_mb >= 16, "memory_limit_mb", "must be at least 16")
     _need(s.files_out_max_count >= 0, "files_out_max_count", "must be 0 or more")
@@ -351,6 +357,7 @@ _CHECKS: tuple[Callable[[Settings], None], ...] = (
     _check_sandbox_uids,
     _check_positive,
     _check_memory_floor,
+    _check_identity,
     _check_local_runtime,
 )
 

@@ -48,6 +48,23 @@ class InvalidField(BadRequest):
     code = "invalid_field"
 
 
+class Unauthorized(CodexError):
+    """No valid credential: missing, malformed, expired, badly signed."""
+
+    status = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="codex"'}, **extra)
+
+
+class Forbidden(CodexError):
+    """A valid identity, on a session that is not theirs."""
+
+    status = 403
+    code = "forbidden"
+
+
 class LimitTooHigh(CodexError):
     """A request's own limit above the server's: the cap is named."""
 

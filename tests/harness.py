@@ -147,9 +147,13 @@ class Harness:
         await asyncio.wait_for(done.wait(), timeout)
         return transcript
 
-    async def terminal(self, session_id: str, *, raw: bool = False) -> TerminalClient:
+    async def terminal(
+        self, session_id: str, *, raw: bool = False, subprotocols: list[str] | None = None
+    ) -> TerminalClient:
         url = self.base_url.replace("http", "ws", 1) + f"/ws/terminal/{session_id}"
-        conn = await tornado.websocket.websocket_connect(url + ("/raw" if raw else ""))
+        conn = await tornado.websocket.websocket_connect(
+            url + ("/raw" if raw else ""), subprotocols=subprotocols
+        )
         return TerminalClient(conn, raw)
 
     async def wait_finished(self, session_id: str, timeout: float = 30) -> dict[str, Any]:

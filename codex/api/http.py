@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 from typing import Any
@@ -21,8 +22,11 @@ from codex.errors import (
     MalformedJson,
     NotFound,
     PayloadTooLarge,
+    Unauthorized,
     UnsupportedMediaType,
 )
+from codex.identity.access import DRIVE, WATCH, check_access
+from codex.identity.credentials import Identity, bearer
 from codex.sessions.batch import run_to_end
 from codex.sessions.registry import SessionRegistry
 from codex.sessions.session import Session
@@ -41,6 +45,8 @@ class JsonHandler(tornado.web.RequestHandler):
 
     registry: SessionRegistry
     body_limit = 16 * 1024  # handlers that take a real body raise it
+    needs_identity = False  # the session routes: with identity on, who is asking
+    identity: Identity | None = None
 
     def initialize(self, registry: SessionRegistry) -> None:
         self.registry = registry
@@ -50,7 +56,18 @@ class JsonHandler(tornado.web.RequestHandler):
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Content-Type-Options", "nosniff")
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
+        self._check_origin_and_size()
+        if self.needs_identity and self.request.method != "OPTIONS":
+            credential = bearer(self.request.headers.get("Authorization"))
+            self.identity = await self.registry.guard.identify(credential, self.address())
+
+    def address(self) -> str:
+        return self.registry.client_of(
+            self.request.remote_ip, self.request.headers.get("X-Forwarded-For")
+        )
+
+    def _check_origin_and_size(self) -> None:
         origin = self.request.headers.get("Origin")
         if origin:
             if not origin_allowed(
@@ -91,7 +108,7 @@ class JsonHandler(tornado.web.RequestHandler):
 
     def options(self, *args: Any) -> None:
         self.set_header("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
-        self.set_header("Access-Control-Allow-Headers", "Content-Type")
+        self.set_header("Access-Control-Allow-Headers", "Content-Type, Authorization")
         self.set_header("Access-Control-Max-Age", "600")
         self.set_status(204)
 
@@ -158,6 +175,7 @@ def _http_code(status: int) -> str:
 
 
 class ExecuteHandler(JsonHandler):
+    needs_identity = True
     _waiting: Session | None = None
 
     def limit(self) -> int:
@@ -171,14 +189,12 @@ class ExecuteHandler(JsonHandler):
         )
 
     async def post(self) -> None:
-        client = self.registry.client_of(
-            self.request.remote_ip, self.request.headers.get("X-Forwarded-For")
-        )
-        for name, value in (await self.registry.admit("execute", client)).items():
+        client = self.address()
+        for name, value in (await self.registry.admit("execute", client, self.identity)).items():
             self.set_header(name, value)
         wait = self._wait_flag()
         request = parse_execute(self.json_body(), self.registry.settings)
-        session = await self.registry.create(request, client)
+        session = await self.registry.create(request, client, self.identity)
         self.set_header("Location", f"/api/sessions/{session.id}")
         if wait:
             self._waiting = session
@@ -201,6 +217,7 @@ class ExecuteHandler(JsonHandler):
 
 class SessionHandler(JsonHandler):
     locator: SessionLocator
+    needs_identity = True
 
     def initialize(self, registry: SessionRegistry, locator: SessionLocator | None = None) -> None:
         super().initialize(registry)
@@ -209,10 +226,13 @@ class SessionHandler(JsonHandler):
         self.locator = locator or SessionLocator(registry)
 
     async def get(self, session_id: str) -> None:
-        self.send_json(await (await self.locator.find(session_id)).describe())
+        handle = await self.locator.find(session_id)
+        check_access(self.identity, handle.creator, handle.id, WATCH)
+        self.send_json(await handle.describe())
 
     async def delete(self, session_id: str) -> None:
         session = await self.locator.find(session_id)
+        check_access(self.identity, session.creator, session.id, DRIVE)
         await session.cancel()
         self.send_json({"sessionId": session.id, "state": session.state}, 202)
 
@@ -224,6 +244,7 @@ class DisplayHandler(JsonHandler):
     """One image a session displayed, as its own content type (byte-exact)."""
 
     locator: SessionLocator
+    needs_identity = True
 
     def initialize(self, registry: SessionRegistry, locator: SessionLocator | None = None) -> None:
         super().initialize(registry)
@@ -231,6 +252,7 @@ class DisplayHandler(JsonHandler):
 
     async def get(self, session_id: str, index: str) -> None:
         handle = await self.locator.find(session_id)
+        check_access(self.identity, handle.creator, handle.id, WATCH)
         shown = await handle.display(int(index)) if index.isdigit() else None
         if shown is None:
             raise NotFound(f"Session {session_id} has no display {index}.")
@@ -247,6 +269,7 @@ class FileHandler(JsonHandler):
     """A file the program left in its working directory, as a download."""
 
     locator: SessionLocator
+    needs_identity = True
 
     def initialize(self, registry: SessionRegistry, locator: SessionLocator | None = None) -> None:
         super().initialize(registry)
@@ -254,6 +277,7 @@ class FileHandler(JsonHandler):
 
     async def get(self, session_id: str, name: str) -> None:
         handle = await self.locator.find(session_id)
+        check_access(self.identity, handle.creator, handle.id, WATCH)
         data = await handle.file(name)
         if data is None:
             raise NotFound(f"Session {session_id} has no file {name!r}.")
@@ -295,13 +319,22 @@ class OpenAPIHandler(JsonHandler):
 
 
 class MetricsHandler(JsonHandler):
+    async def prepare(self) -> None:
+        await super().prepare()
+        token = self.registry.settings.metrics_token
+        if token:
+            # Its own token (what Prometheus's `authorization` sends), not an identity.
+            given = bearer(self.request.headers.get("Authorization")) or ""
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                raise Unauthorized("/metrics needs its token (Authorization: Bearer).")
+
     def get(self) -> None:
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
         self.finish(self.registry.metrics.render())
 
 
 class NotFoundHandler(JsonHandler):
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         raise NotFound(f"Nothing is at {self.request.path}.")
 
 

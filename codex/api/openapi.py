@@ -330,3 +330,31 @@ OPENAPI: dict[str, Any] = {
         }
     },
 }
+
+# With identity on (api_keys, token_secret or token_public_key), the session routes
+# need a Bearer credential; with it off, none. Both are described: an empty
+# requirement, or the bearer scheme.
+OPENAPI["components"]["securitySchemes"] = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key, or a learner token (JWT) minted by the host application.",
+    }
+}
+for _path, _item in OPENAPI["paths"].items():
+    if _path.startswith("/api/sessions") or _path == "/api/execute":
+        for _method in ("get", "post", "delete"):
+            if _method in _item:
+                _item[_method]["security"] = [{}, {"bearer": []}]
+                _item[_method]["responses"]["401"] = _error(
+                    "Identity is on and the credential is missing, malformed, expired or "
+                    "badly signed (WWW-Authenticate: Bearer)."
+                )
+                if _path != "/api/execute":
+                    _item[_method]["responses"]["403"] = _error(
+                        "The session belongs to someone else (`forbidden`)."
+                    )
+OPENAPI["paths"]["/metrics"]["get"]["security"] = [{}, {"bearer": []}]
+OPENAPI["paths"]["/metrics"]["get"]["responses"]["401"] = _error(
+    "metrics_token is set and the request does not carry it."
+)

@@ -25,6 +25,8 @@ from codex.api.requests import parse_execute, terminal_size, typed_text
 from codex.api.sio_server import BoundedServer
 from codex.cluster.locator import SessionHandle, SessionLocator
 from codex.errors import BadRequest, CodexError, RateLimited, field_error
+from codex.identity.access import DRIVE, WATCH, check_access
+from codex.identity.credentials import Identity
 from codex.sessions.eventlog import Entry
 from codex.sessions.follow import merge_output
 from codex.sessions.output import FRAME_CHARS
@@ -42,6 +44,7 @@ MAX_HANDLES = 32  # sessions a client joined whose handles it keeps
 @dataclass
 class Client:
     address: str = "unknown"
+    identity: Identity | None = None  # with identity on, who connected (see connect)
     following: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     # The sessions this client joined, oldest first: its events go to the same
     # handle its output comes from (for a remote session, failures come back there).
@@ -144,7 +147,18 @@ class SocketIOTransport:
         return origin_allowed(origin, environ.get("HTTP_HOST"), allowed)
 
     async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        self.clients[sid] = Client(address=environ.get("codex.address") or self._address(environ))
+        address = environ.get("codex.address") or self._address(environ)
+        # socket.io-client's `auth: {token}`: checked once, for the whole connection.
+        token = auth.get("token") if isinstance(auth, dict) else None
+        try:
+            identity = await self.registry.guard.identify(
+                token if isinstance(token, str) else None, address
+            )
+        except CodexError as exc:
+            # socket.io-client's connect_error: err.message the sentence, err.data the
+            # one JSON error shape.
+            raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.to_json()) from None
+        self.clients[sid] = Client(address=address, identity=identity)
 
     async def disconnect(self, sid: str, *args: Any) -> None:
         client = self.clients.pop(sid, None)
@@ -158,8 +172,9 @@ class SocketIOTransport:
     async def on_join(self, sid: str, data: Any) -> dict[str, Any]:
         session_id = _session_id(data, None)
         client = self._client(sid)
-        await self.registry.admit("join", client.address)
+        await self.registry.admit("join", client.address, client.identity)
         handle = await self.locator.find(session_id)
+        check_access(client.identity, handle.creator, handle.id, WATCH)
         self._follow(sid, handle)
         return {"sessionId": handle.id, "state": handle.state}
 
@@ -188,9 +203,10 @@ class SocketIOTransport:
     async def on_execute(self, sid: str, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise BadRequest("`execute` takes an object {code, language}.")
-        address = self._client(sid).address
-        await self.registry.admit("execute", address)
-        session = await self.registry.create(parse_execute(data, self.registry.settings), address)
+        client = self._client(sid)
+        await self.registry.admit("execute", client.address, client.identity)
+        request = parse_execute(data, self.registry.settings)
+        session = await self.registry.create(request, client.address, client.identity)
         await self.sio.emit("session", {"sessionId": session.id}, to=sid)
         self._follow(sid, self.locator.handle(session))
         return {"sessionId": session.id}
@@ -225,7 +241,10 @@ class SocketIOTransport:
         client = self._client(sid)
         session_id = _session_id(data, client.current)
         handle = client.handles.get(session_id)
-        return handle if handle is not None else await self.locator.find(session_id)
+        if handle is None:
+            handle = await self.locator.find(session_id)
+        check_access(client.identity, handle.creator, handle.id, DRIVE)  # it acts on it
+        return handle
 
     def _follow(self, sid: str, session: SessionHandle) -> None:
         client = self._client(sid)

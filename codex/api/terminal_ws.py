@@ -22,6 +22,7 @@ import json
 import logging
 from typing import Any
 
+import tornado.ioloop
 import tornado.websocket
 
 from codex.api.origins import origin_allowed
@@ -29,11 +30,14 @@ from codex.api.requests import terminal_size, typed_bytes, typed_text
 from codex.cluster.locator import SessionHandle, SessionLocator
 from codex.errors import (
     CodexError,
+    Forbidden,
     InvalidField,
     RateLimited,
     SessionFinished,
     SessionNotFound,
+    Unauthorized,
 )
+from codex.identity.access import DRIVE, WATCH, check_access
 from codex.sessions.displays import inline_image
 from codex.sessions.eventlog import Entry
 from codex.sessions.follow import merge_output
@@ -45,6 +49,14 @@ log = logging.getLogger(__name__)
 
 CLOSE_NOT_FOUND = 4404  # WebSocket close code: no such session
 CLOSE_RATE_LIMITED = 4429  # WebSocket close code: too many attaches from this address
+CLOSES: dict[type[CodexError], int] = {
+    SessionNotFound: CLOSE_NOT_FOUND,
+    RateLimited: CLOSE_RATE_LIMITED,
+    Unauthorized: 4401,
+    Forbidden: 4403,
+}
+AUTH_PROTOCOL = "bearer"  # Sec-WebSocket-Protocol: bearer, <credential>
+AUTH_WAIT = 10.0  # seconds the JSON protocol's ["auth", token] may take to come
 
 
 class TerminalHandler(tornado.websocket.WebSocketHandler):
@@ -54,6 +66,11 @@ class TerminalHandler(tornado.websocket.WebSocketHandler):
     session: SessionHandle | None = None
     _task: asyncio.Task[None] | None = None
     _client: str | None = None  # the address counted in registry.open_clients
+    _credential: str | None = None  # from the "bearer" subprotocol, if given
+    _auth_timer: object | None = None  # waiting for ["auth", token] while set
+    _drives = True  # may type and resize (False for an observer)
+    _session_id = ""
+    _address = ""
 
     def initialize(
         self, registry: SessionRegistry, locator: SessionLocator, raw: bool = False
@@ -65,26 +82,59 @@ class TerminalHandler(tornado.websocket.WebSocketHandler):
     def check_origin(self, origin: str) -> bool:
         return origin_allowed(origin, self.request.host, self.registry.settings.allowed_origins)
 
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        # A browser cannot set headers on a WebSocket: a credential comes as the
+        # protocol after "bearer" (`new WebSocket(url, ["bearer", token])`), never in
+        # the URL, which ends up in access logs.
+        if AUTH_PROTOCOL in subprotocols:
+            at = subprotocols.index(AUTH_PROTOCOL)
+            self._credential = subprotocols[at + 1] if at + 1 < len(subprotocols) else ""
+            return AUTH_PROTOCOL
+        return None
+
     async def open(self, *args: str, **kwargs: str) -> None:
-        client = self.registry.client_of(
+        self._session_id = args[0] if args else ""
+        self._address = self.registry.client_of(
             self.request.remote_ip, self.request.headers.get("X-Forwarded-For")
         )
-        session_id = args[0] if args else ""
         try:
-            self._count_client(client)
-            await self.registry.admit("join", client)
-            session = await self.locator.find(session_id)
-        except (SessionNotFound, RateLimited) as exc:
-            if not self.raw:
-                await self._send([ERROR, exc.to_json()])
-            code = CLOSE_NOT_FOUND if isinstance(exc, SessionNotFound) else CLOSE_RATE_LIMITED
-            self.close(code, exc.code)
+            self._count_client(self._address)
+        except RateLimited as exc:
+            await self._refuse(exc)
             return
+        if self.registry.guard.enabled and self._credential is None and not self.raw:
+            # terminado's way: the first message is ["auth", token].
+            self._auth_timer = tornado.ioloop.IOLoop.current().call_later(
+                AUTH_WAIT, lambda: self.close(CLOSES[Unauthorized], "no credential came")
+            )
+            return
+        await self._attach(self._credential)
+
+    async def _attach(self, credential: str | None) -> None:
+        try:
+            identity = await self.registry.guard.identify(credential, self._address)
+            await self.registry.admit("join", self._address, identity)
+            session = await self.locator.find(self._session_id)
+            check_access(identity, session.creator, session.id, WATCH)
+        except (SessionNotFound, RateLimited, Unauthorized, Forbidden) as exc:
+            await self._refuse(exc)
+            return
+        try:
+            check_access(identity, session.creator, session.id, DRIVE)
+            self._drives = True
+        except Forbidden:
+            self._drives = False  # an observer: watches, never types
         self.session = session
         self.set_nodelay(True)  # keystroke echo is latency-bound
         if not self.raw:
             await self._send(["setup", {}])
         self._task = asyncio.ensure_future(self._deliver(session))
+
+    async def _refuse(self, exc: CodexError) -> None:
+        if not self.raw:
+            with contextlib.suppress(tornado.websocket.WebSocketClosedError):
+                await self._send([ERROR, exc.to_json()])
+        self.close(CLOSES.get(type(exc), CLOSE_RATE_LIMITED), exc.code)
 
     async def _deliver(self, session: SessionHandle) -> None:
         async def send(entries: list[Entry]) -> None:
@@ -110,6 +160,9 @@ class TerminalHandler(tornado.websocket.WebSocketHandler):
         await self.write_message(text)
 
     async def on_message(self, message: str | bytes) -> None:
+        if self._auth_timer is not None:
+            await self._first_message(message)
+            return
         session = self.session
         if session is None:
             return
@@ -123,6 +176,19 @@ class TerminalHandler(tornado.websocket.WebSocketHandler):
             log.info("terminal %s: %s %s", session.id[:8], exc.code, exc.message)
             if not self.raw:
                 await self._send([ERROR, {**exc.to_json(), "sessionId": session.id}])
+
+    async def _first_message(self, message: str | bytes) -> None:
+        """With identity on, the first message of the JSON protocol: ["auth", token]."""
+        if self._auth_timer is not None:
+            tornado.ioloop.IOLoop.current().remove_timeout(self._auth_timer)
+            self._auth_timer = None
+        try:
+            parsed = json.loads(message)
+        except (ValueError, UnicodeDecodeError):
+            parsed = None
+        valid = isinstance(parsed, list) and len(parsed) == 2 and parsed[0] == "auth"
+        token = parsed[1] if valid and isinstance(parsed[1], str) else None
+        await self._attach(token)
 
     async def _command(self, session: SessionHandle, message: str | bytes) -> None:
         try:
@@ -139,15 +205,21 @@ class TerminalHandler(tornado.websocket.WebSocketHandler):
             await self._write(session, text.encode("utf-8"))
         elif kind == "set_size":
             rows, cols = terminal_size(*[*args, None, None][:2])
+            self._check_drives()
             await session.resize(rows, cols)
         else:
             raise InvalidField(f"Unknown message {kind!r}; expected stdin or set_size.")
 
     async def _write(self, session: SessionHandle, data: bytes) -> None:
+        self._check_drives()
         typed_bytes(data, self.registry.settings, "stdin")
         # Keys typed after the end are dropped, not answered: the view is closing.
         with contextlib.suppress(SessionFinished):
             await session.write(data)
+
+    def _check_drives(self) -> None:
+        if not self._drives:
+            raise Forbidden("You may watch this session, not type into it.")
 
     def _count_client(self, client: str) -> None:
         """One budget of open clients per address, shared with Socket.IO."""
@@ -160,6 +232,9 @@ class TerminalHandler(tornado.websocket.WebSocketHandler):
         self._client = client
 
     def on_close(self) -> None:
+        if self._auth_timer is not None:
+            tornado.ioloop.IOLoop.current().remove_timeout(self._auth_timer)
+            self._auth_timer = None
         if self._task is not None:
             self._task.cancel()
         if self._client is not None:

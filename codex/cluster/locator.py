@@ -61,6 +61,10 @@ class SessionHandle(Protocol):
     @property
     def state(self) -> str: ...
 
+    @property
+    def creator(self) -> str | None:
+        """With identity on, the subject the session belongs to (codex.identity)."""
+
     async def write(self, data: bytes) -> None:
         """Bytes as typed; SessionFinished once the program has finished."""
 
@@ -95,6 +99,10 @@ class LocalHandle:
     @property
     def state(self) -> str:
         return self.session.state
+
+    @property
+    def creator(self) -> str | None:
+        return self.session.creator
 
     async def write(self, data: bytes) -> None:
         await self.session.write(data)
@@ -143,6 +151,11 @@ class RemoteHandle:
     @property
     def state(self) -> str:
         return FINISHED if self._ended else str(self.record.get("state", RUNNING))
+
+    @property
+    def creator(self) -> str | None:
+        creator = self.record.get("creator")
+        return creator if isinstance(creator, str) else None
 
     async def write(self, data: bytes) -> None:
         self._check_running()

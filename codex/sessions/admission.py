@@ -63,6 +63,7 @@ class RateLimiter:
         for action, spec in (
             ("execute", settings.rate_limit_execute),
             ("join", settings.rate_limit_join),
+            ("auth_failure", settings.rate_limit_auth_failures),
         ):
             if spec:
                 try:
@@ -70,6 +71,26 @@ class RateLimiter:
                 except ValueError:
                     raise ConfigError(f"rate_limit_{action}: {spec!r} is not a rate") from None
         self.rejections = 0
+
+    async def check(self, action: str, client: str) -> None:
+        """RateLimited if `client` has no `action` left, without counting one."""
+        item = self._limits.get(action)
+        if item is not None and not await self._limiter.test(item, action, client):
+            stats = await self._limiter.get_window_stats(item, action, client)
+            reset = max(1, math.ceil(stats.reset_time - time.time()))
+            self.rejections += 1
+            raise RateLimited(
+                f"Too many failed attempts; try again in {reset} s.", retry_after=reset
+            )
+
+    async def hit_rate(self, action: str, client: str, per_minute: int) -> None:
+        """Count one `action` against a rate of the client's own (an identity's claim)."""
+        item = parse(f"{per_minute}/minute")
+        if not await self._limiter.hit(item, action + "-own", client):
+            self.rejections += 1
+            raise RateLimited(
+                f"At most {per_minute} {action}s a minute are allowed for you.", retry_after=60
+            )
 
     async def hit(self, action: str, client: str) -> dict[str, str]:
         """Count one `action` by `client`; raises RateLimited over the limit. Returns

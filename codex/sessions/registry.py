@@ -17,6 +17,8 @@ from typing import Any
 from codex.cluster.directory import Cluster
 from codex.config import Settings
 from codex.errors import RateLimited, RuntimeUnavailable, SessionNotFound, Unavailable
+from codex.identity.credentials import Identity
+from codex.identity.guard import Guard
 from codex.languages import check_policy, check_syntax
 from codex.metrics import Metrics
 from codex.runtime.base import Runtime
@@ -42,6 +44,21 @@ class Limits:
         return dataclasses.replace(s, **given) if given else s
 
 
+def identity_limits(limits: Limits, identity: Identity) -> Limits:
+    """The request's limits, lowered further by the identity's (never raised)."""
+
+    def lowest(mine: float | None, theirs: float | None) -> float | None:
+        given = [x for x in (mine, theirs) if x is not None]
+        return min(given) if given else None
+
+    memory = lowest(limits.memory_limit_mb, identity.memory_limit_mb)
+    return Limits(
+        lowest(limits.time_limit, identity.time_limit),
+        int(memory) if memory is not None else None,
+        limits.output_limit_bytes,
+    )
+
+
 @dataclass(frozen=True)
 class ExecuteRequest:
     code: str
@@ -60,6 +77,7 @@ class SessionRegistry:
         self.settings = settings
         self.runtime = runtime
         self.limiter = RateLimiter(settings)
+        self.guard = Guard(settings, self.limiter)  # who requests come from, if anyone asks
         self.cluster: Cluster | None = None  # set by the app when redis_url is given
         self.accepting = True
         self.metrics = Metrics()
@@ -91,14 +109,25 @@ class SessionRegistry:
     def client_of(self, peer: str | None, forwarded_for: str | None) -> str:
         return client_ip(peer, forwarded_for, self.trusted_proxies)
 
-    async def admit(self, action: str, client: str) -> dict[str, str]:
-        """Count an `execute` or `join` by this client; RateLimited over the limit."""
-        return await self.limiter.hit(action, client)
+    async def admit(
+        self, action: str, client: str, identity: Identity | None = None
+    ) -> dict[str, str]:
+        """Count an `execute` or `join` by this client (an identity's subject when there
+        is one, else an address); RateLimited over the limit."""
+        who = identity.subject if identity is not None else client
+        headers = await self.limiter.hit(action, who)
+        if identity is not None and identity.executions_per_minute and action == "execute":
+            await self.limiter.hit_rate(action, who, identity.executions_per_minute)
+        return headers
 
-    async def create(self, request: ExecuteRequest, client: str = "local") -> Session:
+    async def create(
+        self, request: ExecuteRequest, client: str = "local", identity: Identity | None = None
+    ) -> Session:
         """A session for a validated request (codex.api.requests): started, or
-        finished at once if the program does not compile (no container for that)."""
-        s = request.limits.applied(self.settings)
+        finished at once if the program does not compile (no container for that).
+        With an identity, it is theirs, within their limits, and counted as theirs."""
+        limits = request.limits if identity is None else identity_limits(request.limits, identity)
+        s = limits.applied(self.settings)
         problem = check_syntax(request.code, request.language)
         if problem is None:
             check_policy(request.code, s.forbidden_imports, s.forbidden_calls)
@@ -111,12 +140,13 @@ class SessionRegistry:
             on_finish=self._finished,
             metrics=self.metrics,
         )
-        session.client = client
+        session.client = client if identity is None else identity.subject
+        session.creator = identity.subject if identity is not None else None
         session.job = JobOptions(
             request.files,
             request.args,
             request.interactive,
-            request.limits.memory_limit_mb or 0,
+            limits.memory_limit_mb or 0,
             Collect(s.files_out_max_count, s.files_out_max_bytes, s.files_out_total_bytes),
         )
         if request.rows and request.cols:
@@ -146,7 +176,7 @@ class SessionRegistry:
         self._sessions[session.id] = session  # counts from here on
         if self.cluster is not None:
             try:
-                await self.cluster.record(session.id, {"state": RUNNING})
+                await self.cluster.record(session.id, self._record(session, RUNNING))
             except Exception as exc:
                 # A Redis failure must not leave a session that holds capacity and
                 # never runs.
@@ -175,8 +205,17 @@ class SessionRegistry:
         ):
             self._expire(self._finished_order.popleft())
         if self.cluster is not None:
-            state = {"state": session.state, "result": session.result}
-            self.tasks.spawn(self.cluster.record(session.id, state))
+            self.tasks.spawn(self.cluster.record(session.id, self._record(session)))
+
+    @staticmethod
+    def _record(session: Session, state: str | None = None) -> dict[str, Any]:
+        """What the shared directory knows of a session (with its owner, added there)."""
+        record: dict[str, Any] = {"state": state or session.state}
+        if state is None:
+            record["result"] = session.result
+        if session.creator is not None:
+            record["creator"] = session.creator  # whose it is, for the other servers
+        return record
 
     def _expire(self, session_id: str) -> None:
         session = self._sessions.pop(session_id, None)

@@ -70,7 +70,8 @@ class Session:
         self.language = language
         self.state = STARTING
         self.created_at = time.time()
-        self.client = "local"  # the address it was started from, for per-address caps
+        self.client = "local"  # who started it, for caps: an address, or an identity
+        self.creator: str | None = None  # with identity on, the subject it belongs to
         self.metrics = metrics or Metrics()
         self.result: dict[str, Any] | None = None
         self._on_finish = on_finish
