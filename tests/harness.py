@@ -228,10 +228,18 @@ async def running_app(**overrides: Any) -> AsyncIterator[Harness]:
                 task.cancel()
 
 
-async def run_node(node: str, *args: str, cwd: str | os.PathLike[str]) -> tuple[int, bytes, bytes]:
-    """Run a Node script to its end (at most 60 s): (exit status, stdout, stderr)."""
+async def run_node(
+    node: str, *args: str, cwd: str | os.PathLike[str], env: dict[str, str] | None = None
+) -> tuple[int, bytes, bytes]:
+    """Run a Node script to its end (at most 60 s): (exit status, stdout, stderr);
+    ``env`` adds to this process's environment."""
     proc = await asyncio.create_subprocess_exec(
-        node, *args, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        node,
+        *args,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), 60)

@@ -79,3 +79,30 @@ async def test_socketio_client_seed_flow() -> None:
 
     # Default transports: it started with long polling and upgraded.
     assert result["transport"] == "websocket", result
+
+
+@pytest.mark.docker
+@pytest.mark.node
+@pytest.mark.gen_test(timeout=90)
+async def test_a_learner_token_minted_with_jose_as_the_docs_show() -> None:
+    node = _require_node()
+    if not (NODE_DIR / "node_modules" / "jose" / "package.json").is_file():
+        require("jose", f"jose is not installed (run `npm ci` in {NODE_DIR})")
+    secret = "s3cret-" * 6
+    settings = {"token_secret": secret, "token_issuer": "my-lms", "token_audience": "codex"}
+    async with running_app(**settings) as h:
+        returncode, stdout, stderr = await run_node(
+            node,
+            str(NODE_DIR / "token_flow.mjs"),
+            h.base_url,
+            cwd=NODE_DIR,
+            env={"CODEX_TOKEN_SECRET": secret},
+        )
+    assert returncode == 0, stderr.decode(errors="replace")
+    result = json.loads(stdout.decode().strip().splitlines()[-1])
+    assert result["output"] == "Who? hi Ada\r\n" and result["status"] == "ok"
+    required = "A credential is required: an API key or a learner token."
+    assert result["refused"] == {
+        "message": required,
+        "data": {"error": required, "code": "unauthorized"},
+    }
