@@ -3,7 +3,6 @@ observes, over REST, Socket.IO and both terminal WebSockets, in real sandboxes."
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
