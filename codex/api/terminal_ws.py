@@ -203,12 +203,14 @@ class TerminalHandler(tornado.websocket.WebSocketHandler):
                 raise InvalidField('"stdin" takes one string.', field="stdin")
             text = typed_text(args[0], self.registry.settings, "stdin")
             await self._write(session, text.encode("utf-8"))
+        elif kind == "auth":
+            pass  # identity is off, or was settled at attach: nothing more to say
         elif kind == "set_size":
             rows, cols = terminal_size(*[*args, None, None][:2])
             self._check_drives()
             await session.resize(rows, cols)
         else:
-            raise InvalidField(f"Unknown message {kind!r}; expected stdin or set_size.")
+            raise InvalidField(f"Unknown message {kind!r}; expected stdin, set_size or auth.")
 
     async def _write(self, session: SessionHandle, data: bytes) -> None:
         self._check_drives()

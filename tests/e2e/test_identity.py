@@ -197,3 +197,14 @@ async def test_metrics_behind_its_own_token_and_failures_rate_limited() -> None:
             for _ in range(4)
         ]
         assert statuses == [401, 401, 401, 429]
+
+
+async def test_identity_off_a_terminal_auth_message_is_ignored() -> None:
+    async with running_app() as h:
+        sid = await h.execute(QUESTION)
+        term = await h.terminal(sid)
+        await term.send("auth", "a-token-kept-from-elsewhere")
+        await term.read_until(lambda c: "Who? " in c.screen_text)
+        await term.send("stdin", "Ada\r")
+        await term.read_to_end()
+    assert "Hello Ada" in term.screen_text and term.named("error") == []
