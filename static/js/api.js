@@ -1,7 +1,9 @@
 /* api.js: what the page says to the server, and the pure helpers both panels share.
  * Owns the URLs (relative to the page's directory, so a path prefix works), the REST
- * calls (postProgram with the request's options, cancelSession, sessionResult), the
- * verdict text ("ok in 0.21 s", ...), the prompt text and the prompt tracker. No DOM. */
+ * calls (postProgram with the request's options, cancelSession, sessionResult,
+ * fetchFile), each with the token's Authorization header when one is set (token.js),
+ * the verdict text ("ok in 0.21 s", ...), the prompt text and the prompt tracker. No DOM. */
+import { authHeaders, authMessage, isAuthCode, tokenAccepted, tokenRefused } from "./token.js";
 
 // Escape sequences, left out of the event-API transcript and of prompts.
 export const ANSI = /\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[PX^_][^\x1b]*(?:\x1b\\)?|\x1b[@-Z\\-_]/g;
@@ -101,7 +103,7 @@ export async function postProgram(code, options = {}) {
   try {
     resp = await fetch(apiUrl("api/execute"), {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: authHeaders({ "Content-Type": "application/json" }),
       body: JSON.stringify({ ...options, code, language: "python" }),
     });
   } catch (err) {
@@ -114,8 +116,11 @@ export async function postProgram(code, options = {}) {
     body = null;
   }
   if (resp.status === 201 && body && typeof body.sessionId === "string") {
+    tokenAccepted();
     return { ok: true, sessionId: body.sessionId, status: body.status };
   }
+  const refusal = authRefusal(resp, body);
+  if (refusal) return refusal;
   let message = (body && body.error) || `The server answered ${resp.status}.`;
   const retry = resp.headers.get("Retry-After");
   if (retry) message += ` Try again in ${retry} s.`;
@@ -124,24 +129,64 @@ export async function postProgram(code, options = {}) {
   return { ok: false, message, code: body && body.code, field };
 }
 
+/** A 401 or 403 answer -> { ok: false, code, message, auth: true }; anything else null. */
+function authRefusal(resp, body) {
+  if (resp.status !== 401 && resp.status !== 403) return null;
+  const code = body && isAuthCode(body.code) ? body.code : resp.status === 401 ? "unauthorized" : "forbidden";
+  tokenRefused(code);
+  return { ok: false, code, message: authMessage(code, body && body.error), auth: true };
+}
+
+async function readJson(resp) {
+  try {
+    return await resp.json();
+  } catch (err) {
+    return null;
+  }
+}
+
+/** -> { ok } or, refused, { ok: false, code, message, auth } (auth: a 401 or 403). */
 export async function cancelSession(sessionId) {
   try {
     const resp = await fetch(apiUrl(`api/sessions/${encodeURIComponent(sessionId)}`), {
       method: "DELETE",
+      headers: authHeaders(),
     });
-    return resp.ok;
+    if (resp.ok) return { ok: true };
+    return authRefusal(resp, await readJson(resp)) || { ok: false };
   } catch (err) {
-    return false;
+    return { ok: false };
   }
 }
 
 export async function sessionResult(sessionId) {
   try {
-    const resp = await fetch(apiUrl(`api/sessions/${encodeURIComponent(sessionId)}`));
-    if (!resp.ok) return null;
+    const resp = await fetch(apiUrl(`api/sessions/${encodeURIComponent(sessionId)}`), {
+      headers: authHeaders(),
+    });
+    if (!resp.ok) {
+      authRefusal(resp, await readJson(resp));
+      return null;
+    }
     const body = await resp.json();
     return body.state === "finished" ? body.result : null;
   } catch (err) {
     return null;
   }
+}
+
+/** A file (an output file's download) fetched with the token's header, which a link
+ * cannot carry. -> { ok: true, blob } or { ok: false, message, code }. */
+export async function fetchFile(url) {
+  let resp;
+  try {
+    resp = await fetch(url, { headers: authHeaders() });
+  } catch (err) {
+    return { ok: false, message: "Cannot reach the server." };
+  }
+  if (resp.ok) return { ok: true, blob: await resp.blob() };
+  const body = await readJson(resp);
+  const refusal = authRefusal(resp, body);
+  if (refusal) return refusal;
+  return { ok: false, message: (body && body.error) || `The server answered ${resp.status}.`, code: body && body.code };
 }

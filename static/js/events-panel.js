@@ -3,10 +3,13 @@
  * emit("input"). Owns the Socket.IO connection (and joining again after a reconnect),
  * the transcript (text batched, trimmed, escape sequences stripped; stderr in red; the
  * figures of `display` events at their place, see figures.js) and the answer box. The
- * run's lifecycle and status line are the shared run controller's. */
+ * connection carries the token (token.js) as socket.io's `auth: {token}`, and connects
+ * again when the token changes. The run's lifecycle and status line are the shared run
+ * controller's. */
 import { ANSI, BASE } from "./api.js";
 import { figureNode } from "./figures.js";
 import { makeRunController } from "./run-controller.js";
+import { authMessage, getToken, isAuthCode, onTokenChange, tokenAccepted, tokenRefused } from "./token.js";
 
 const TRANSCRIPT_LIMIT = 200000; // characters the event-API transcript keeps
 
@@ -14,6 +17,8 @@ const TRANSCRIPT_LIMIT = 200000; // characters the event-API transcript keeps
 export function makeEventsPanel(editor, ui, request = null) {
   let socket = null;
   let dropped = false;
+  let authSent = null; // the token the connection's last attempt carried ("" none)
+  let pendingJoin = null; // a session to join once connected with the current token
   const run = makeRunController(editor, ui, {
     busy(busy) {
       ui.input.disabled = !busy;
@@ -33,6 +38,12 @@ export function makeEventsPanel(editor, ui, request = null) {
     reset: () => clearTranscript(),
     begin(token, sessionId) {
       run.running();
+      // The connection was refused, or carries another token: connect again, then join.
+      if (!socket.active || (authSent !== null && authSent !== getToken())) {
+        pendingJoin = sessionId;
+        reconnect();
+        return;
+      }
       // POST, then join: output printed before the join is replayed.
       socket.emit("join", { sessionId });
     },
@@ -170,13 +181,28 @@ export function makeEventsPanel(editor, ui, request = null) {
     return !data || !data.sessionId || data.sessionId === state.sessionId;
   }
 
+  function reconnect() {
+    socket.disconnect();
+    socket.connect();
+  }
+
   function connect() {
     const path = new URL("socket.io/", BASE).pathname;
-    socket = window.io({ path });
+    // A function: every attempt (a reconnect too) carries the token of the moment.
+    const auth = (send) => {
+      authSent = getToken();
+      send(authSent ? { token: authSent } : undefined);
+    };
+    socket = window.io({ path, auth });
     socket.on("connect", () => {
       ui.conn.dataset.state = "connected";
       ui.conn.textContent = "connected";
-      if (dropped && state.busy && state.sessionId) {
+      if (authSent) tokenAccepted();
+      const joining = pendingJoin;
+      pendingJoin = null;
+      if (joining && state.busy && state.sessionId === joining) {
+        socket.emit("join", { sessionId: joining }); // nothing shown yet: nothing to replay
+      } else if (dropped && state.busy && state.sessionId) {
         // A join replays the whole output: start the transcript over.
         clearTranscript();
         appendMeta("reconnected", "joining again; the output is replayed", false);
@@ -189,9 +215,20 @@ export function makeEventsPanel(editor, ui, request = null) {
       ui.conn.dataset.state = "disconnected";
       ui.conn.textContent = "disconnected";
     });
-    socket.on("connect_error", () => {
+    socket.on("connect_error", (err) => {
       ui.conn.dataset.state = "disconnected";
-      ui.conn.textContent = "cannot connect";
+      const data = (err && err.data) || {};
+      if (!isAuthCode(data.code)) {
+        ui.conn.textContent = "cannot connect";
+        return;
+      }
+      // Refused by the server: socket.io-client does not try again by itself.
+      tokenRefused(data.code);
+      ui.conn.textContent = getToken() ? "token refused" : "needs a token";
+      if (pendingJoin && state.busy && state.sessionId === pendingJoin) {
+        pendingJoin = null;
+        run.fail(authMessage(data.code, data.error || err.message), data.code);
+      }
     });
     socket.on("output", (data) => {
       if (!mine(data) || !state.sessionId) return;
@@ -223,6 +260,7 @@ export function makeEventsPanel(editor, ui, request = null) {
       if (err.code === "syntax_error" && err.line) {
         editor.markError(err.line, err.offset, err.error || "Syntax error", err.code);
       }
+      if (isAuthCode(err.code) && state.busy) run.fail(authMessage(err.code, err.error), err.code);
     });
     socket.on("execution_complete", (data) => {
       if (!mine(data) || !state.busy) return;
@@ -242,6 +280,7 @@ export function makeEventsPanel(editor, ui, request = null) {
   }
 
   connect();
+  onTokenChange(() => reconnect());
   ui.form.addEventListener("submit", submit);
   return { start: run.start, stop: run.stop, state };
 }

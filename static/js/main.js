@@ -1,8 +1,8 @@
 /* main.js: the page's entry point (loaded as a module after the deferred vendor
  * scripts). Owns the server readiness badge (/readyz), the banner for missing vendor
- * libraries, building the editor, the request pane, the output-files list and both
- * panels, wiring the buttons and the global Ctrl/Cmd+Enter, and the window.codex hooks
- * for tests and debugging. */
+ * libraries, taking a `#token=` from the address first, building the Token field, the
+ * editor, the request pane, the output-files list and both panels, wiring the buttons
+ * and the global Ctrl/Cmd+Enter, and the window.codex hooks for tests and debugging. */
 import { apiUrl } from "./api.js";
 import { $, openLink, showBanner } from "./dom.js";
 import { makeEditor } from "./editor.js";
@@ -10,6 +10,7 @@ import { makeEventsPanel } from "./events-panel.js";
 import { makeOutputFiles } from "./output-files.js";
 import { makeRequestPane } from "./request-pane.js";
 import { makeTerminal, makeTerminalRunner } from "./terminal-panel.js";
+import { makeTokenField, takeFragmentToken } from "./token.js";
 
 async function checkServer() {
   const el = $("#server");
@@ -26,6 +27,16 @@ async function checkServer() {
 }
 
 function main() {
+  // First of all: a `#token=` leaves the address bar before anything else runs.
+  takeFragmentToken();
+  window.addEventListener("hashchange", () => takeFragmentToken());
+  makeTokenField({
+    form: $("#token-form"),
+    input: $("#token"),
+    show: $("#token-show"),
+    note: $("#token-note"),
+  });
+
   const missing = [];
   if (typeof window.Terminal !== "function") missing.push("@xterm/xterm");
   if (!window.FitAddon) missing.push("@xterm/addon-fit");

@@ -2,11 +2,15 @@
  * its execution_complete lists ({name, size, sha256}, or {name, size, omitted}), each
  * collected one with a download link to GET /api/sessions/<id>/files/<path>, the
  * omitted ones greyed with the reason. Names and reasons come from the program: they
- * go in as textContent and into the URL only through encodeURIComponent. */
-import { apiUrl } from "./api.js";
+ * go in as textContent and into the URL only through encodeURIComponent. A link cannot
+ * carry the token's header: with a token set, a click fetches the file with it and
+ * saves it from a blob: URL instead (without one, the plain link, as before). */
+import { apiUrl, fetchFile } from "./api.js";
 import { formatBytes } from "./request-options.js";
+import { getToken } from "./token.js";
 
 const SOURCES = { terminal: "the terminal run", events: "the event-API run" };
+const BLOB_LIFETIME = 60000; // ms a saved file's blob: URL is kept before it is revoked
 
 /** The download URL: each path segment encoded, the "/" between them kept. */
 export function fileUrl(sessionId, name) {
@@ -46,8 +50,39 @@ export function makeOutputFiles(ui) {
     link.download = String(file.name).split("/").pop(); // the server says attachment too
     link.textContent = String(file.name);
     if (typeof file.sha256 === "string") link.title = `sha256 ${file.sha256}`;
+    link.addEventListener("click", (e) => {
+      if (!getToken()) return; // the plain link: nothing to authenticate
+      e.preventDefault();
+      saveWithToken(link, li);
+    });
     li.append(link, size);
     return li;
+  }
+
+  /** The file, fetched with the Authorization header, saved through a blob: URL. */
+  async function saveWithToken(link, li) {
+    const old = li.querySelector(".download-error");
+    if (old) old.remove();
+    li.dataset.downloading = "true";
+    const got = await fetchFile(link.href);
+    delete li.dataset.downloading;
+    if (!got.ok) {
+      const problem = document.createElement("span");
+      problem.className = "reason download-error";
+      problem.setAttribute("role", "alert");
+      problem.textContent = got.message;
+      li.append(problem);
+      return;
+    }
+    const url = URL.createObjectURL(got.blob);
+    const save = document.createElement("a");
+    save.href = url;
+    save.download = link.download;
+    save.hidden = true;
+    document.body.append(save);
+    save.click();
+    save.remove();
+    setTimeout(() => URL.revokeObjectURL(url), BLOB_LIFETIME);
   }
 
   return {

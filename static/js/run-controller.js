@@ -4,8 +4,10 @@
  * newer start), stop (DELETE, or the REST result if that fails), the Run/Stop buttons'
  * state, the status line (Starting…, Running…, Waiting for input…, Stopping…, the
  * verdict) with its data-state/-verdict/-prompt/-prompt-source, the prompt tracker, the
- * last error and the verdict at the end. A panel plugs its transport in with hooks; the
- * request pane (files, args, interactive) and the output-files list plug in as `request`. */
+ * last error and the verdict at the end; a 401/403 goes in the status line (and its
+ * data-auth) as the token's problem (token.js). A panel plugs its transport in with
+ * hooks; the request pane (files, args, interactive) and the output-files list plug in
+ * as `request`. */
 import {
   cancelSession,
   makePromptTracker,
@@ -117,15 +119,18 @@ export function makeRunController(editor, ui, hooks, request = null) {
     return text;
   }
 
-  /** The run cannot go on (the POST failed, the connection was lost). */
-  function fail(message) {
+  /** The run cannot go on (the POST failed, the connection was lost). `auth`: the
+   * server refused the credential (unauthorized or forbidden), carried as data-auth. */
+  function fail(message, auth) {
     setBusy(false);
     status("error", message);
+    if (auth) ui.status.dataset.auth = auth;
   }
 
   /** The server refused the POST. One that names a field (files[1].name, args, ...)
    * says which, in front: the message alone may not tell which file or part it means. */
   function refused(created) {
+    if (created.auth) return fail(created.message, created.code);
     if (!created.field) return fail(created.message);
     fail(`Not started — ${created.field}: ${created.message}`);
     ui.status.dataset.field = created.field;
@@ -152,6 +157,7 @@ export function makeRunController(editor, ui, hooks, request = null) {
     delete ui.status.dataset.prompt;
     delete ui.status.dataset.promptSource;
     delete ui.status.dataset.field;
+    delete ui.status.dataset.auth;
     if (request) request.started();
     setBusy(!!hooks.busyWhileStarting, true);
     status("starting", "Starting…");
@@ -172,8 +178,15 @@ export function makeRunController(editor, ui, hooks, request = null) {
     status("running", "Stopping…");
     const sessionId = state.sessionId;
     const token = state.token;
-    const ok = await cancelSession(sessionId);
-    if (!ok && current(token) && !state.complete) {
+    const answer = await cancelSession(sessionId);
+    if (answer.auth && current(token) && !state.complete) {
+      // Not stopped: the server refused the credential. The run goes on.
+      status("error", answer.message);
+      ui.status.dataset.auth = answer.code;
+      ui.stop.disabled = false;
+      return;
+    }
+    if (!answer.ok && current(token) && !state.complete) {
       const result = await sessionResult(sessionId);
       if (result && current(token) && !state.complete) finish(result);
     }

@@ -1,13 +1,16 @@
 /* terminal-panel.js: the Terminal panel. Owns the xterm.js terminal (theme, fit addon,
  * hostile-output guards, the keys the page keeps) and the run over /ws/terminal/<id> in
  * the terminado JSON protocol: ["stdin", data] out, ["stdout", text] and the CodeX
- * events in, ["set_size", rows, cols] on connecting and on every resize. The run's
- * lifecycle and status line are the shared run controller's (run-controller.js). */
+ * events in, ["set_size", rows, cols] on connecting and on every resize. With a token
+ * set (token.js), the first message is ["auth", token] (close 4401/4403: refused). The
+ * run's lifecycle and status line are the shared run controller's (run-controller.js). */
 import { sessionResult, wsUrl } from "./api.js";
 import { moveFocus, openLink } from "./dom.js";
 import { makeRunController } from "./run-controller.js";
+import { authMessage, getToken, tokenRefused } from "./token.js";
 
 const INPUT_CHUNK = 4096; // stdin frames stay well under the server's max_input_bytes
+const CLOSE_REFUSED = { 4401: "unauthorized", 4403: "forbidden" }; // the server's close codes
 
 export function makeTerminal(container) {
   const term = new window.Terminal({
@@ -243,13 +246,25 @@ export function makeTerminalRunner(editor, term, ui, request = null) {
     ws = socket;
     socket.onopen = () => {
       if (!run.current(token)) return;
+      // terminado's way of authenticating: the first message, never the URL. (The
+      // "bearer" subprotocol would put it in a header, and not every key is a valid
+      // protocol name.) With identity off the server ignores it.
+      const credential = getToken();
+      if (credential) send(["auth", credential]);
       sendSize(); // the program sees this window's size from the start
       if (!state.waiting && !state.complete) run.running();
     };
     socket.onmessage = (ev) => onMessage(token, ev.data);
-    socket.onclose = async () => {
+    socket.onclose = async (ev) => {
       if (!run.current(token) || state.complete) return;
       ws = null;
+      const refusal = CLOSE_REFUSED[ev.code];
+      if (refusal) {
+        tokenRefused(refusal);
+        const said = state.lastError && state.lastError.code === refusal ? state.lastError.error : "";
+        run.fail(authMessage(refusal, said), refusal);
+        return;
+      }
       const result = await sessionResult(sessionId);
       if (!run.current(token) || state.complete) return;
       if (result) run.finish(result);

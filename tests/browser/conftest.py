@@ -8,6 +8,7 @@ Chromium missing: the tests skip with the reason; with CI=true they fail instead
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -113,14 +114,32 @@ class ServerThread:
         self._thread.join(60)
 
 
-@pytest.fixture(scope="module")
-def server(browser_ready: None) -> Iterator[str]:
-    thread = ServerThread()
+@contextlib.contextmanager
+def serving(**overrides: Any) -> Iterator[str]:
+    """A server with these settings overrides, for as long as the block runs."""
+    thread = ServerThread(**overrides)
     base_url = thread.start()
     try:
         yield base_url
     finally:
         thread.stop()
+
+
+@pytest.fixture(scope="module")
+def server(browser_ready: None) -> Iterator[str]:
+    with serving() as base_url:
+        yield base_url
+
+
+# Identity on: HS256 learner tokens signed with this (at least 32 characters).
+IDENTITY_SECRET = "browser-tests-token-secret-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def identity_server(browser_ready: None) -> Iterator[str]:
+    """A server with identity on (token_secret): every session route needs a token."""
+    with serving(token_secret=IDENTITY_SECRET) as base_url:
+        yield base_url
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +221,16 @@ class Page:
             "socket.io connected",
         )
 
+    def open_fresh(self, fragment: str = "") -> None:
+        """A fresh load of the page (no program, files or token kept from before) at
+        `/` + fragment; waits until the page is ready, not for Socket.IO (which a server
+        with identity on refuses without a token)."""
+        self.driver.get(self.base_url + "/")
+        self.js("localStorage.clear(); sessionStorage.clear()")
+        self.driver.get("about:blank")  # so a fragment is a new load, not a jump
+        self.driver.get(self.base_url + "/" + fragment)
+        self.wait(lambda: self.js("return document.body.dataset.ready === 'true'"), "page ready")
+
     def type_program(self, code: str) -> None:
         """Click the editor and type the program as a person would. The editor indents
         after a colon by itself, so each line is typed without its leading spaces; the
@@ -271,6 +300,15 @@ class Page:
         return [e["message"] for e in logs if e.get("level") == "SEVERE"]
 
 
+def _screenshot(driver: Any, request: pytest.FixtureRequest) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+    try:
+        driver.save_screenshot(str(ARTIFACTS / f"browser-{name}.png"))
+    except Exception:
+        pass
+
+
 @pytest.fixture
 def page(driver: Any, server: str, request: pytest.FixtureRequest) -> Iterator[Page]:
     driver.set_window_size(*WINDOW)
@@ -279,9 +317,18 @@ def page(driver: Any, server: str, request: pytest.FixtureRequest) -> Iterator[P
     try:
         yield p
     finally:
-        ARTIFACTS.mkdir(exist_ok=True)
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
-        try:
-            driver.save_screenshot(str(ARTIFACTS / f"browser-{name}.png"))
-        except Exception:
-            pass
+        _screenshot(driver, request)
+
+
+@pytest.fixture
+def identity_page(
+    driver: Any, identity_server: str, request: pytest.FixtureRequest
+) -> Iterator[Page]:
+    """The page on the identity_server, not yet opened: the test opens it (with or
+    without a `#token=`, see Page.open_fresh)."""
+    driver.set_window_size(*WINDOW)
+    p = Page(driver, identity_server)
+    try:
+        yield p
+    finally:
+        _screenshot(driver, request)
