@@ -24,8 +24,9 @@ UNIT_PLUGINS := -p no:schemathesis -p no:hypothesispytest
 test-unit: venv
 	$(PY) -m pytest $(UNIT_PLUGINS) tests/unit $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
+# The slowest tests are listed at the end: the suite's time is a budget (CI: 15 min).
 test-rest: venv image node page
-	$(PY) -m pytest --ignore=tests/unit $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(PY) -m pytest --ignore=tests/unit --durations=15 $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # The benchmarks (not part of make test): one command, a table, JSON in bench/results/.
 bench: venv image
