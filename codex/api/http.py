@@ -14,7 +14,7 @@ from codex.api.openapi import OPENAPI
 from codex.api.origins import origin_allowed
 from codex.api.request_options import body_limit
 from codex.api.requests import parse_execute
-from codex.cluster.locator import SessionLocator
+from codex.cluster.locator import SessionHandle, SessionLocator
 from codex.errors import (
     BadRequest,
     CodexError,
@@ -215,7 +215,9 @@ class ExecuteHandler(JsonHandler):
             self._waiting.cancel("The caller of wait mode went away.")
 
 
-class SessionHandler(JsonHandler):
+class SessionRoute(JsonHandler):
+    """A route of one session: found wherever it runs, asked of by an identity."""
+
     locator: SessionLocator
     needs_identity = True
 
@@ -225,10 +227,16 @@ class SessionHandler(JsonHandler):
         # OpenAPI test's) finds sessions the same way.
         self.locator = locator or SessionLocator(registry)
 
-    async def get(self, session_id: str) -> None:
+    async def watched(self, session_id: str) -> SessionHandle:
+        """The session, if this identity may look at it."""
         handle = await self.locator.find(session_id)
         check_access(self.identity, handle.creator, handle.id, WATCH)
-        self.send_json(await handle.describe())
+        return handle
+
+
+class SessionHandler(SessionRoute):
+    async def get(self, session_id: str) -> None:
+        self.send_json(await (await self.watched(session_id)).describe())
 
     async def delete(self, session_id: str) -> None:
         session = await self.locator.find(session_id)
@@ -240,19 +248,11 @@ class SessionHandler(JsonHandler):
 IMAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
 
 
-class DisplayHandler(JsonHandler):
+class DisplayHandler(SessionRoute):
     """One image a session displayed, as its own content type (byte-exact)."""
 
-    locator: SessionLocator
-    needs_identity = True
-
-    def initialize(self, registry: SessionRegistry, locator: SessionLocator | None = None) -> None:
-        super().initialize(registry)
-        self.locator = locator or SessionLocator(registry)
-
     async def get(self, session_id: str, index: str) -> None:
-        handle = await self.locator.find(session_id)
-        check_access(self.identity, handle.creator, handle.id, WATCH)
+        handle = await self.watched(session_id)
         shown = await handle.display(int(index)) if index.isdigit() else None
         if shown is None:
             raise NotFound(f"Session {session_id} has no display {index}.")
@@ -265,19 +265,11 @@ class DisplayHandler(JsonHandler):
         self.finish(data)
 
 
-class FileHandler(JsonHandler):
+class FileHandler(SessionRoute):
     """A file the program left in its working directory, as a download."""
 
-    locator: SessionLocator
-    needs_identity = True
-
-    def initialize(self, registry: SessionRegistry, locator: SessionLocator | None = None) -> None:
-        super().initialize(registry)
-        self.locator = locator or SessionLocator(registry)
-
     async def get(self, session_id: str, name: str) -> None:
-        handle = await self.locator.find(session_id)
-        check_access(self.identity, handle.creator, handle.id, WATCH)
+        handle = await self.watched(session_id)
         data = await handle.file(name)
         if data is None:
             raise NotFound(f"Session {session_id} has no file {name!r}.")

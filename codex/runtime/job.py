@@ -77,8 +77,9 @@ def file_record_bound(file_bytes: int) -> int:
     return (file_bytes + 3) * 4 // 3 + 8192
 
 
-def parse_file(body: bytes) -> FileRecord | None:
-    """A `file:` record's body (after the prefix), or None if it is malformed."""
+def parse_framed(body: bytes) -> tuple[dict[str, Any], bytes] | None:
+    """``<header length>:<header JSON><base64>`` (a `display:` or `file:` record's body
+    after its prefix) as (header, bytes), or None if it is malformed."""
     length, sep, rest = body.partition(b":")
     if not sep or not length.isdigit() or int(length) > len(rest):
         return None
@@ -87,8 +88,15 @@ def parse_file(body: bytes) -> FileRecord | None:
         data = binascii.a2b_base64(rest[int(length) :], strict_mode=True)
     except (ValueError, binascii.Error):
         return None
-    if not isinstance(header, dict):
+    return (header, data) if isinstance(header, dict) else None
+
+
+def parse_file(body: bytes) -> FileRecord | None:
+    """A `file:` record's body (after the prefix), or None if it is malformed."""
+    framed = parse_framed(body)
+    if framed is None:
         return None
+    header, data = framed
     name, size, omitted = header.get("name"), header.get("size"), header.get("omitted", "")
     if not isinstance(name, str) or not isinstance(size, int) or not isinstance(omitted, str):
         return None

@@ -19,7 +19,6 @@ forge a switch: that only marks its own text as stderr, as writing to stderr wou
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import json
 import secrets
@@ -35,6 +34,7 @@ from codex.runtime.job import (
     file_record_bound,
     parse_file,
     parse_files_end,
+    parse_framed,
 )
 from codex.runtime.sandbox import (
     CHILD_SOURCE,
@@ -79,16 +79,10 @@ def display_record_bound(max_image: int) -> int:
 
 def parse_display(body: bytes) -> DisplayRecord | None:
     """A `display:` record's body (after the prefix), or None if it is malformed."""
-    length, sep, rest = body.partition(b":")
-    if not sep or not length.isdigit() or int(length) > len(rest):
+    framed = parse_framed(body)
+    if framed is None or not isinstance(framed[0].get("bytes"), int):
         return None
-    try:
-        header = json.loads(rest[: int(length)].decode("ascii"))
-        data = binascii.a2b_base64(rest[int(length) :], strict_mode=True)
-    except (ValueError, binascii.Error):
-        return None
-    if not isinstance(header, dict) or not isinstance(header.get("bytes"), int):
-        return None
+    header, data = framed
     mime, text = header.get("mime"), header.get("text")
     return DisplayRecord(
         mime if isinstance(mime, str) else "",
