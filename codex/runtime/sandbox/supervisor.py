@@ -17,7 +17,6 @@
 # in no file, no environment and no memory the user's program can read (this process
 # makes itself non-dumpable, which hides its /proc files from the child).
 import base64
-import hashlib
 import json
 import os
 import select
@@ -31,8 +30,6 @@ SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTOU, signal
 
 def main() -> None:
     child_source, display_source = sys.argv[1], sys.argv[2]
-    workdir: dict = {}
-    exec(compile(sys.argv[3], "workdir.py", "exec"), workdir)
     env = dict(os.environ)
     nonce = env.pop("CODEX_NONCE", "").encode()
     if env.pop("CODEX_HARDEN", "") == "1":
@@ -59,7 +56,7 @@ def main() -> None:
             os.set_inheritable(fd, True)
         fds = [str(fd) for fd in (code_r, result_w, chan_w, ack_r)]
         # The token of the stream switches (codex.runtime.protocol.stream_token).
-        token = hashlib.sha256(b"codex-stream:" + nonce).hexdigest()[:32]
+        token = _sha256(b"codex-stream:" + nonce).hexdigest()[:32]
         argv = [sys.executable, "-I", "-c", child_source, *fds, display_source, token]
         try:
             os.execve(sys.executable, argv, env)
@@ -69,6 +66,9 @@ def main() -> None:
         os.close(theirs)
     saved = _raw_terminal()
     _say(nonce, b"ready")
+    # Compiled while the job is on its way, not before `ready` (a cold start waits).
+    workdir: dict = {}
+    exec(compile(sys.argv[3], "workdir.py", "exec"), workdir)
     job = json.loads(_read_job().decode("utf-8"))
     _restore_terminal(saved)
     _set_size(int(job.get("rows") or 0), int(job.get("cols") or 0))
@@ -240,6 +240,18 @@ def _read_job() -> bytes:
             os._exit(1)
         data += chunk
     return data
+
+
+def _sha256(data: bytes):  # type: ignore[no-untyped-def]
+    # The builtin module: hashlib would load OpenSSL (~10 ms) on every cold start.
+    try:
+        from _sha256 import sha256  # Python 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # Python 3.12 and later
+        except ImportError:
+            from hashlib import sha256
+    return sha256(data)
 
 
 def _signal_name(num: int) -> str:
