@@ -139,9 +139,13 @@ async def test_display_order_rest_route_and_late_replay() -> None:
     code = PLOT + "print('before')\nplt.plot([1, 2])\nplt.show()\nprint('after')\n"
     async with running_app(display_text_line=False) as h:
         t = await h.run(code)
-        texts: list[Any] = [
-            d["output"] if e == "output" else e for e, d in t.events if e in ("output", "display")
-        ]
+        # Output may come in any number of events; the image sits between the texts.
+        texts: list[Any] = []
+        for e, d in t.events:
+            if e == "output" and texts and texts[-1] != "display":
+                texts[-1] += d["output"]
+            elif e in ("output", "display"):
+                texts.append(d["output"] if e == "output" else e)
         assert texts == ["before\r\n", "display", "after\r\n"]
         described = (await h.request("GET", f"/api/sessions/{t.session_id}")).body
         [listed] = described["displays"]
@@ -223,7 +227,13 @@ async def test_an_svg_is_displayed_as_its_text_and_served_under_a_sandboxing_pol
 
 
 async def test_the_font_list_built_with_the_image_is_there_before_the_first_plot() -> None:
-    code = "import os\nprint(sorted(os.listdir(os.environ['MPLCONFIGDIR'])))\n"
+    # Seeded as matplotlib is imported (a program that never plots pays nothing),
+    # before pyplot would build its own.
+    code = (
+        "import os\nd = os.environ['MPLCONFIGDIR']\nprint(os.path.exists(d))\n"
+        "import matplotlib\nprint(sorted(os.listdir(d)))\n"
+    )
     async with running_app() as h:
         t = await h.run(code)
-    assert t.output.startswith("['fontlist-v") and t.output.endswith(".json']\r\n"), t.output
+    assert t.output.startswith("False\r\n['fontlist-v"), t.output
+    assert t.output.endswith(".json']\r\n"), t.output

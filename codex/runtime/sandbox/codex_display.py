@@ -14,16 +14,18 @@
 # then acknowledges, so what was printed before it is shown before it. Text written
 # to sys.stderr is marked in the same write with the stream token (a mark the program
 # could forge only marks its own text), so stderr costs no round trip.
+# The builtin modules, not `signal` and `threading` (enum, weakref sets: ~15 ms that
+# every cold start would wait for before the program runs).
+import _signal
+import _thread
 import importlib.machinery  # here: imported inside the finder, it would find itself
 import io
 import json
 import os
-import signal
 import sys
-import threading
 
 BACKEND = "codex_display_backend"
-_lock = threading.RLock()  # a message sent while flushing stdout nests, whole
+_lock = _thread.RLock()  # a message sent while flushing stdout nests, whole
 _chan = None  # (write fd, ack fd), set by the child runner
 _owed = 0  # messages sent whose acknowledgement has not been read yet
 _switches = (b"", b"")  # the stream switches to stderr and back (see _mark_stderr)
@@ -48,14 +50,14 @@ def _send(kind, payload=b""):
         # A message cut short by Ctrl-C would leave the supervisor reading the next
         # one as the rest of it, so signals wait until it is whole (the supervisor
         # reads as it comes: this takes no longer than the copy).
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        held = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(_chan[0], view) :]
             _owed += 1
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, held)
         # The wait for the acknowledgement may be interrupted; the next message then
         # first takes the acknowledgements still owed, so each waits for its own.
         while _owed:
@@ -204,6 +206,7 @@ def _choose_backend(matplotlib):
     # the image's MPLBACKEND=Agg, and this module is not there to be its backend.
     if os.environ.get("MPLBACKEND", "Agg") in ("Agg", "agg"):
         matplotlib.rcParams["backend"] = "module://" + BACKEND
+    _seed_font_cache()  # before pyplot loads the font list: only programs that plot pay
 
 
 def _register_viewer(image_show):
@@ -241,13 +244,16 @@ FONT_CACHE = "/usr/share/codex/matplotlib"  # built with the image (sandbox-imag
 
 def _seed_font_cache():
     """Matplotlib's font list, copied from the image into this sandbox's own config dir:
-    built there, it costs the first plot of every sandbox a second or more."""
+    built there, it costs the first plot of every sandbox a second or more. Never
+    over a file already there (the program's own, or one matplotlib made)."""
     target = os.environ.get("MPLCONFIGDIR")
-    if not target or os.path.exists(target) or not os.path.isdir(FONT_CACHE):
+    if not target or not os.path.isdir(FONT_CACHE):
         return
     try:
-        os.makedirs(target, 0o700)
+        os.makedirs(target, 0o700, exist_ok=True)
         for name in os.listdir(FONT_CACHE):
+            if os.path.exists(os.path.join(target, name)):
+                continue
             with open(os.path.join(FONT_CACHE, name), "rb") as src:
                 data = src.read()
             with open(os.path.join(target, name), "wb") as dst:
@@ -257,7 +263,6 @@ def _seed_font_cache():
 
 
 def _install(write_fd, ack_fd, token):
-    _seed_font_cache()
     _connect(write_fd, ack_fd)
     sys.meta_path.insert(0, _Finder())
     _mark_stderr(token)
