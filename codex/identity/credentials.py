@@ -86,23 +86,30 @@ class Authenticator:
                 leeway=self._leeway,
                 options={"require": ["exp", "sub"], "verify_aud": bool(self._audience)},
             )
-        except jwt.ExpiredSignatureError:
-            raise Unauthorized("The token has expired.") from None
-        except jwt.ImmatureSignatureError:
-            raise Unauthorized("The token is not valid yet (nbf).") from None
-        except jwt.InvalidAudienceError:
-            raise Unauthorized("The token is not for this audience (aud).") from None
-        except jwt.InvalidIssuerError:
-            raise Unauthorized("The token is not from the expected issuer (iss).") from None
         except jwt.MissingRequiredClaimError as exc:
             raise Unauthorized(f"The token has no {exc.claim!r} claim.") from None
-        except jwt.InvalidAlgorithmError:
-            raise Unauthorized("The token's algorithm is not the one this server uses.") from None
-        except jwt.InvalidSignatureError:
-            raise Unauthorized("The token's signature is not valid.") from None
-        except jwt.InvalidTokenError:
-            raise Unauthorized("The credential is neither an API key nor a valid token.") from None
+        except jwt.InvalidTokenError as exc:
+            raise Unauthorized(_refusal(exc)) from None
         return _identity(claims, *self._caps)
+
+
+# What each refusal says, most specific first (PyJWT's errors are subclasses of one
+# another); never the token itself.
+REFUSALS: tuple[tuple[type[Exception], str], ...] = (
+    (jwt.ExpiredSignatureError, "The token has expired."),
+    (jwt.ImmatureSignatureError, "The token is not valid yet (nbf)."),
+    (jwt.InvalidAudienceError, "The token is not for this audience (aud)."),
+    (jwt.InvalidIssuerError, "The token is not from the expected issuer (iss)."),
+    (jwt.InvalidAlgorithmError, "The token's algorithm is not the one this server uses."),
+    (jwt.InvalidSignatureError, "The token's signature is not valid."),
+)
+
+
+def _refusal(exc: Exception) -> str:
+    for kind, message in REFUSALS:
+        if isinstance(exc, kind):
+            return message
+    return "The credential is neither an API key nor a valid token."
 
 
 def _identity(claims: dict[str, Any], time_cap: float, memory_cap: int) -> Identity:

@@ -11,6 +11,8 @@ from typing import Any
 from codex.runtime.job import Collect, FileRecord, FilesEnd
 from codex.sessions.names import relative_name_problem
 
+LISTED_OMITTED = 100  # omitted files named (as the sandbox's workdir.py); the rest counted
+
 
 @dataclass(frozen=True)
 class OutputFile:
@@ -33,6 +35,8 @@ class OutputFiles:
         self.unlisted = 0  # omitted files the sandbox only counted
         self._total = 0
         self._sent_omitted = 0  # files the sandbox listed as omitted
+        self._taken = 0  # files collected (not omitted) so far
+        self._omitted = 0  # omitted files listed so far
         self._listing: list[dict[str, Any]] | None = None
 
     def take(self, record: FileRecord | FilesEnd) -> None:
@@ -46,16 +50,21 @@ class OutputFiles:
             self.unlisted += 1  # not a name the sandbox would send: not ours to list
             return
         why = record.omitted
-        taken = sum(1 for f in self.files.values() if not f.omitted)
         if not why and len(record.data) > self.bounds.file_bytes:
             why = f"larger than {self.bounds.file_bytes} bytes"
-        elif not why and taken >= self.bounds.count:
+        elif not why and self._taken >= self.bounds.count:
             why = f"more than {self.bounds.count} files"
         elif not why and self._total + len(record.data) > self.bounds.total_bytes:
             why = f"over the total of {self.bounds.total_bytes} bytes"
         if why:
+            # The sandbox names at most LISTED_OMITTED; so does this list, whatever comes.
+            if self._omitted >= LISTED_OMITTED:
+                self.unlisted += 1
+                return
+            self._omitted += 1
             self.files[record.name] = OutputFile(record.name, record.size, b"", why)
             return
+        self._taken += 1
         self._total += len(record.data)
         self.files[record.name] = OutputFile(record.name, len(record.data), record.data)
 
@@ -76,7 +85,7 @@ class OutputFiles:
     def release(self) -> None:
         self.files.clear()
         self._listing = None
-        self._total = 0
+        self._total = self._taken = self._omitted = 0
 
 
 def _name(f: OutputFile) -> str:
