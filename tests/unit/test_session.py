@@ -35,6 +35,7 @@ from codex.runtime.base import Readiness
 from codex.sessions import clock as limits
 from codex.sessions.eventlog import COMPLETE, ERROR, INPUT_REQUIRED, OUTPUT, Entry, Follower
 from codex.sessions.follow import follow
+from codex.sessions.input import sweep as input_sweep
 from codex.sessions.input import watcher as input_watch
 from codex.sessions.presence import HIGH_WATER
 from codex.sessions.registry import ExecuteRequest, SessionRegistry
@@ -239,7 +240,7 @@ def test_a_password_read_says_so(fake: FakeRuntime) -> None:
 def test_a_read_that_ends_by_itself_withdraws_the_wait(
     fake: FakeRuntime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(input_watch, "WAITING_RECHECK", 0.02)
+    monkeypatch.setattr(input_sweep, "INTERVAL", 0.02)
 
     async def scenario() -> None:
         reg = registry(fake)

@@ -16,6 +16,7 @@ import pytest
 from codex.runtime.base import ExecSpec
 
 # -- codex, in one place (modules are about to move into packages) -----------------------
+from codex.sessions.input import sweep as input_sweep
 from codex.sessions.input import watcher as input_watch
 from codex.sessions.input.detector import Block
 from codex.sessions.input.watcher import InputWatcher
@@ -139,7 +140,7 @@ def test_a_password_read_is_announced_as_one(program: Program) -> None:
 def test_a_read_that_ends_without_input_is_withdrawn_and_the_next_announced(
     program: Program, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(input_watch, "WAITING_RECHECK", 0.02)
+    monkeypatch.setattr(input_sweep, "INTERVAL", 0.02)
 
     async def scenario() -> None:
         sink = Sink()

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from codex.sessions.input import sweep
 from codex.sessions.input.detector import Block, ProcDetector
 
 
@@ -75,7 +76,6 @@ class WaitSink(Protocol):
 
 FAST = 0.01  # check this soon after output or input: a prompt is likely near
 SETTLE = 0.003  # output must have been quiet this long before the event
-WAITING_RECHECK = 0.5  # while announced: has the wait ended by other means?
 # A program quiet (no output, no input) this long is probably asleep or computing:
 # checks slow down to IDLE_MAX_INTERVAL, so a sleeping session costs next to nothing.
 # The price: a read with no prompt after a long quiet spell is seen within 250 ms.
@@ -122,7 +122,8 @@ class InputWatcher:
 
     Checks come FAST after activity (output, input) and back off to ``max_interval``
     while nothing happens (to IDLE_MAX_INTERVAL after IDLE_AFTER of quiet); once a
-    wait is announced, only that task is looked at, a few times a second. So a program
+    wait is announced, only that task is looked at, by the loop's one sweep over all
+    announced waits (codex.sessions.input.sweep), twice a second. So a program
     waiting for an answer, or asleep, costs next to nothing, and a prompt is announced
     within about FAST + SETTLE of its read. A poll's own CPU time spaces the next one
     (SESSION_SHARE, TOTAL_SHARE): output cannot make an expensive tree be walked
@@ -191,14 +192,12 @@ class InputWatcher:
     async def _watch(self, detector: Detector) -> None:
         delay = FAST
         while True:
-            await self._sleep(delay)
             if self.sink.announced and self._fired is not None:
-                if detector.still(self._fired):
-                    delay = WAITING_RECHECK
-                    continue
-                self.sink.withdraw()  # the read ended without us (a signal, a timeout)
-                delay = FAST
+                if await self._sleep_announced(detector, self._fired):
+                    self.sink.withdraw()  # the read ended without us (a signal, a timeout)
+                delay = FAST  # an answer, output or the end of the wait: look again soon
                 continue
+            await self._sleep(delay)
             block = self._poll(detector)
             if block is None or block == self._fired:
                 # Nothing, or the wait just answered and the answer still in flight.
@@ -212,7 +211,6 @@ class InputWatcher:
                 continue
             self._fired = block
             self.sink.announce(password)
-            delay = WAITING_RECHECK
 
     async def _settle(self, detector: Detector, block: Block) -> bool | None:
         """Once the program's output so far has arrived, the echo flag (password:
@@ -258,6 +256,30 @@ class InputWatcher:
             if quiet >= HEURISTIC_QUIET_SECONDS and heuristic_waiting(self.sink.prompt(), quiet):
                 fired_at = self.sink.output_bytes
                 self.sink.announce(False)
+
+    async def _sleep_announced(self, detector: Detector, block: Block) -> bool:
+        """Until the sweep finds the announced wait over (True) or something happens
+        here (a nudge: False). No timer of its own: see codex.sessions.input.sweep."""
+        ended = False
+
+        def over() -> None:
+            nonlocal ended
+            ended = True
+            self._ring()
+
+        waits = sweep.sweep()
+        self._wake = asyncio.get_running_loop().create_future()
+        self._deadline = float("inf")  # a nudge brings it forward
+        waits.add(self, lambda: detector.still(block), over)
+        try:
+            await self._wake
+        finally:
+            waits.discard(self)
+            self._wake = None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        return ended
 
     async def _sleep(self, delay: float) -> None:
         delay = max(delay, self._not_before - time.monotonic())
