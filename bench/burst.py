@@ -124,12 +124,15 @@ class Learner:
             await asyncio.wait_for(self.sio.disconnect(), 10)
 
 
-async def burst(base: str, n: int, spread: float, connect_in_burst: bool) -> dict[str, Any]:
+async def burst(
+    base: str, pid: int, n: int, spread: float, connect_in_burst: bool, warning: float
+) -> dict[str, Any]:
     rng = random.Random(15)
     learners = [Learner(base, address(i)) for i in range(n)]
     if not connect_in_burst:
         await asyncio.gather(*(lr.connect() for lr in learners))
-        await asyncio.sleep(1.0)  # pages open, nobody ran anything yet
+        await asyncio.sleep(warning)  # pages open; then the teacher says "Run"
+    ready = await asyncio.to_thread(engine.containers_of, engine.api(), pid)
     offsets = sorted(rng.uniform(0, spread) for _ in learners)
     timeout = aiohttp.ClientTimeout(total=WAIT)
     starts: dict[int, float] = {}
@@ -164,6 +167,8 @@ async def burst(base: str, n: int, spread: float, connect_in_burst: bool) -> dic
     return {
         "learners": n,
         "spread_seconds": spread,
+        "warning_seconds": 0 if connect_in_burst else warning,
+        "ready_at_burst": ready,
         "connect_in_burst": connect_in_burst,
         "first_output_ms": summary(first),
         "input_required_ms": summary(prompt),
@@ -263,7 +268,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--learners", type=int, default=40)
     p.add_argument("--spread", type=float, default=1.0, help="seconds over which they press Run")
     p.add_argument("--bursts", type=int, default=3, help="bursts, a fresh server each")
-    p.add_argument("--connect-in-burst", action="store_true")
+    p.add_argument("--connect-in-burst", action="store_true", help="no page open before Run")
+    p.add_argument("--warning", type=float, default=10.0, help="seconds between pages open and Run")
     p.add_argument("--sustain-clients", type=int, default=4)
     p.add_argument("--sustain-seconds", type=float, default=20.0)
     p.add_argument("--only", default="burst,sustained,floor")
@@ -280,7 +286,11 @@ def main(argv: list[str] | None = None) -> None:
             with codex_server(*flags, name="burst") as (base, pid):
                 time.sleep(8)  # the pool filled, the server idle: a lesson about to start
                 meter = CpuMeter(pid)
-                res = asyncio.run(burst(base, args.learners, args.spread, args.connect_in_burst))
+                res = asyncio.run(
+                    burst(
+                        base, pid, args.learners, args.spread, args.connect_in_burst, args.warning
+                    )
+                )
                 res["server_cpu"] = meter.stop()
             out["bursts"].append(res)
             fo, ir = res["first_output_ms"], res["input_required_ms"]
@@ -288,7 +298,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"burst {k + 1}: {args.learners} learners in {args.spread:g} s: first output"
                 f" p50 {fo['p50'] or 0:.0f} ms p95 {fo['p95'] or 0:.0f} ms; input_required"
                 f" p50 {ir['p50'] or 0:.0f} ms p95 {ir['p95'] or 0:.0f} ms; failures"
-                f" {res['failures']} {res['failure_examples'][:2]}; queued {res['queued']}",
+                f" {res['failures']} {res['failure_examples'][:2]}; queued {res['queued']};"
+                f" ready at the burst {res['ready_at_burst']}",
                 flush=True,
             )
     if "sustained" in parts:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from codex.config_capacity import CapacitySettings
 from codex.config_cli import build_parser, env_name, parse_value
 from codex.config_identity import IdentitySettings
 from codex.config_request import RequestSettings, setting
@@ -26,7 +27,7 @@ MAX_CODE_BYTES_CEILING = 1024 * 1024
 
 
 @dataclass(frozen=True)
-class Settings(RequestSettings, IdentitySettings):
+class Settings(RequestSettings, IdentitySettings, CapacitySettings):
     host: str = setting("127.0.0.1", "Address to listen on.")
     port: int = setting(8000, "TCP port to listen on (0 picks a free one).")
     runtime: str = setting(
@@ -115,28 +116,6 @@ class Settings(RequestSettings, IdentitySettings):
         True,
         "Also write a short line such as `[figure 1: 640x480]` into the output where an "
         "image was displayed, for clients (and terminals) that do not show images.",
-    )
-    pool_size: int = setting(
-        4,
-        "Started containers kept ready, each for exactly one execution (0 turns the "
-        "pool off); pool plus running executions never exceed max_sessions.",
-    )
-    max_sessions: int = setting(
-        64, "Executions that may run at once; beyond that, 503 with Retry-After."
-    )
-    engine_concurrency: int = setting(
-        4,
-        "Container engine operations (a sandbox's create + start + exec, a removal) run "
-        "at once (a lane holds at most half); more wait in one "
-        "fair queue, a lane per client network served in turn, pool refills first, so "
-        "one network's churn delays mostly itself.",
-    )
-    pool_share_window: float = setting(
-        10.0,
-        "Seconds an address that took a pooled sandbox counts as a recent taker: while "
-        "other addresses use the pool too and at most half of it is ready, a recent "
-        "taker starts cold (through the fair queue), so no address empties the pool "
-        "for everyone (0: no such rule).",
     )
     session_ttl: float = setting(
         300.0, "Seconds a finished session is kept for late joins and GET."
@@ -256,6 +235,9 @@ def _check_scheduling(s: Settings) -> None:
     _need(s.pool_size >= 0, "pool_size", "must be 0 or more")
     _need(s.engine_concurrency > 0, "engine_concurrency", "must be positive")
     _need(s.pool_share_window >= 0, "pool_share_window", "must be 0 or more")
+    _need(s.pool_memory_mb >= 0, "pool_memory_mb", "must be 0 or more")
+    _need(s.pool_linger >= 0, "pool_linger", "must be 0 or more")
+    _need(s.queue_max >= 0, "queue_max", "must be 0 or more")
     _need(s.shutdown_grace >= 0, "shutdown_grace", "must be 0 or more")
 
 

@@ -264,6 +264,10 @@ class Runtime(abc.ABC):
     def set_headroom(self, headroom: Callable[[], int]) -> None:  # noqa: B027
         """How many more sandboxes may exist now (for a runtime that keeps spares)."""
 
+    def set_demand(self, idle_clients: Callable[[], int]) -> None:  # noqa: B027
+        """How many pages are open without a running program: Runs that may come
+        any moment (for a runtime that keeps spares ahead of demand)."""
+
     def pool_stats(self) -> tuple[int, int, int]:
         """(ready, hits, misses) of the runtime's pool; zeros without one."""
         return (0, 0, 0)

@@ -95,6 +95,7 @@ class SessionRegistry:
         self._finished_chars: dict[str, int] = {}  # what each finished session holds
         self._retained = 0  # their sum
         runtime.set_headroom(lambda: settings.max_sessions - self.running)
+        runtime.set_demand(lambda: max(0, sum(self.open_clients.values()) - self.running))
 
     @property
     def running(self) -> int:

@@ -12,6 +12,7 @@ import pytest
 # -- codex, in one place (modules are about to move into packages) -----------------------
 from codex.errors import SandboxError
 from codex.runtime.docker import pool as pool_module
+from codex.runtime.docker.demand import Demand
 from codex.runtime.docker.pool import ContainerPool
 from tests.unit.fakes import eventually, run, settle
 
@@ -27,8 +28,13 @@ class Sandbox:
         self.closed = 0  # closes that ran to their end
         self.slow = slow
 
+    footprint_bytes: int | None = None
+
     def alive(self) -> bool:
         return not self.dead and not self.closes
+
+    def footprint(self) -> int | None:
+        return self.footprint_bytes
 
     async def close(self) -> None:
         self.closes += 1
@@ -343,5 +349,62 @@ def test_stop_lets_closes_under_way_finish_and_closed_waits_for_them() -> None:
         engine.slow_closes.set()
         await asyncio.wait_for(done, 1.0)
         assert [s.closed for s in engine.made] == [1, 1, 1]  # none was cut short
+
+    run(scenario)
+
+
+def test_pages_open_grow_the_pool_to_its_ceiling_and_it_shrinks_after_the_linger() -> None:
+    async def scenario() -> None:
+        engine = Engine()
+        demand = Demand(2, 6, linger=0.1)
+        idle = [0]
+        demand.idle_clients = lambda: idle[0]
+        pool = ContainerPool(engine, 2, 0.0, demand)
+        pool.headroom = lambda: 64
+        pool.start()
+        await eventually(lambda: pool.ready == 2, what="the floor")
+        idle[0] = 10  # a class opened its pages: more than the ceiling
+        await eventually(lambda: pool.ready == 6, what="grown to the ceiling")
+        await settle()
+        assert len(engine.made) == 6
+        idle[0] = 0  # they left
+        await eventually(lambda: pool.ready == 2, timeout=2, what="back to the floor")
+        await eventually(lambda: len(closed(engine)) == 4, what="the extra ones closed")
+        pool.stop()
+
+    run(scenario)
+
+
+def test_the_memory_budget_caps_growth_at_the_measured_footprint() -> None:
+    async def scenario() -> None:
+        engine = Engine()
+        demand = Demand(1, 20, budget_bytes=100 << 20)
+        demand.footprint = 20 << 20
+        demand.idle_clients = lambda: 20
+        pool = ContainerPool(engine, 1, 0.0, demand)
+        pool.headroom = lambda: 64
+        pool.start()
+        await eventually(lambda: pool.ready == 5, what="what 100 MiB holds at 20 MiB each")
+        await settle()
+        assert pool.ready == 5
+        pool.stop()
+
+    run(scenario)
+
+
+def test_a_measured_footprint_is_learned_from_the_sandboxes() -> None:
+    async def scenario() -> None:
+        engine = Engine()
+        demand = Demand(3, 3)
+        pool = ContainerPool(engine, 3, 0.0, demand)
+        before = demand.footprint
+        Sandbox.footprint_bytes = 4 << 20
+        try:
+            pool.start()
+            await eventually(lambda: pool.ready == 3, what="filled")
+        finally:
+            Sandbox.footprint_bytes = None
+        assert demand.footprint < before
+        pool.stop()
 
     run(scenario)

@@ -96,6 +96,14 @@ class CgroupStats:
         text = _read(self.cpu / "cpuacct.usage")
         return int(text) if text and text.strip().isdigit() else None
 
+    def memory_now(self) -> int | None:
+        """Bytes charged to the container now (its processes, their page cache)."""
+        if self.memory is None:
+            return None
+        name = "memory.current" if self.unified else "memory.usage_in_bytes"
+        text = _read(self.memory / name)
+        return int(text) if text and text.strip().isdigit() else None
+
     def memory_peak(self) -> int | None:
         if self.memory is None:
             return None

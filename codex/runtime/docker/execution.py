@@ -23,6 +23,10 @@ from codex.runtime.docker.hardening import exec_config
 
 log = logging.getLogger(__name__)
 
+# The engine's per-container shim (containerd-shim-runc-v2) lives outside the
+# container's cgroup: ~3 MiB private memory each, measured with smaps_rollup.
+SHIM_BYTES = 3 << 20
+
 T = TypeVar("T")
 
 READ_SIZE = 65536
@@ -117,6 +121,11 @@ class DockerExecution(Execution):
             )
         except Exception as exc:
             log.debug("resize failed: %s", short(exc))
+
+    def footprint(self) -> int | None:
+        """Bytes this sandbox holds: its cgroup's charge and the engine's shim."""
+        charged = self._cgroup.memory_now() if self._cgroup is not None else None
+        return None if charged is None else charged + SHIM_BYTES
 
     def cpu_seconds(self) -> float | None:
         ns = self._cgroup.cpu_ns() if self._cgroup is not None else None

@@ -8,17 +8,12 @@ isolation. It refills in the background, shrinks so that pool plus running execu
 stay within the global cap, and is emptied when the sandbox image changes and when
 it stops.
 
-The pool is shared by every learner, so no one may empty it for everyone. Takes are
-counted per network (a /24, or a /56 for IPv6: see share_group) over the last
-``share_window`` seconds. A network new to the pool always gets one; so does one
-within its share (half the pool) or while more than half the pool is ready.
-Otherwise, and always for the last ready sandbox, it goes to a network only if no
-other network that asked lately has asked less, recently (asks weigh less as they
-age): a burst from one network leaves the rest for the others. Those refused start
-cold, through the engine gate's fair queue. A learner alone on the server is never
-refused. When the pool is empty but refills are on their way, a taker waits for the
-next one (one waiter per refill in flight) rather than add a cold start to the
-engine's queue.
+How many it keeps ready follows demand (codex.runtime.docker.demand): a floor, more
+ahead of a class, back to the floor once it is gone. The pool is shared by every
+learner, so no one may empty it for everyone (codex.runtime.docker.share): those its
+share rule refuses start cold, through the engine gate's fair queue. When the pool is
+empty but refills are on their way, a taker waits for the next one (one waiter per
+refill in flight) rather than add a cold start to the engine's queue.
 """
 
 from __future__ import annotations
@@ -26,27 +21,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Generic, Protocol, TypeVar
 
-from codex.runtime.docker.gate import share_group
+from codex.runtime.docker.demand import Demand
+from codex.runtime.docker.share import ShareRule
 from codex.tasks import Tasks
 
 log = logging.getLogger(__name__)
 
 RECHECK = 1.0  # seconds between checks of the target when nothing wakes the pool
 RETRY_AFTER_FAILURE = 2.0  # seconds: an engine that cannot create now is not hammered
-MAX_COUNTED_TAKES = 256  # takes counted per network and window
-REMEMBERED_TAKERS = 4096  # addresses whose last take is remembered (oldest forgotten)
 
 
 class Pooled(Protocol):
     """A prepared sandbox, as far as the pool is concerned."""
 
     def alive(self) -> bool: ...
+
+    def footprint(self) -> int | None:
+        """Bytes it holds while it waits (None: not known)."""
 
     async def close(self) -> None: ...
 
@@ -62,18 +58,22 @@ class PoolBackend(Protocol[P_co]):
 
 
 class ContainerPool(Generic[P]):
-    def __init__(self, runtime: PoolBackend[P], size: int, share_window: float = 0.0) -> None:
+    def __init__(
+        self,
+        runtime: PoolBackend[P],
+        size: int,
+        share_window: float = 0.0,
+        demand: Demand | None = None,
+    ) -> None:
         self.runtime = runtime
         self.size = size
-        self.share_window = share_window
+        # How many to keep ready: the floor `size`, more ahead of demand (demand.py).
+        self.demand = demand or Demand(size, size)
         self.hits = 0
         self.misses = 0
         self.refused = 0  # takes turned to cold starts by the share rule
-        self.share = max(1, size // 2)  # takes per address per window, when it matters
-        # address -> when it last asked for a sandbox; address -> its recent takes.
-        self._asked: OrderedDict[str, float] = OrderedDict()
-        self._took: dict[str, deque[float]] = {}
-        self._asks: dict[str, deque[float]] = {}  # the same for every ask
+        self.target_size = size  # what the pool is filling to now (demand's target)
+        self.rule = ShareRule(share_window)
         # Takers waiting for a refill in flight, first come first served.
         self._waiters: deque[asyncio.Future[P | None]] = deque()
         # How many more containers may exist now (the global cap minus running ones).
@@ -124,7 +124,7 @@ class ContainerPool(Generic[P]):
             return self._counted(None)
         execution = self._pop_alive()
         if execution is not None:
-            self._note_take(client, now)
+            self.rule.took(client, now)
         return self._counted(execution)
 
     async def acquire(self, client: str = "local") -> P | None:
@@ -136,7 +136,7 @@ class ContainerPool(Generic[P]):
         execution = self._pop_alive()
         if execution is not None or len(self._waiters) < self._starting:
             # A hit, or a refill promised: either counts against the share now.
-            self._note_take(client, now)
+            self.rule.took(client, now)
         if execution is None and len(self._waiters) < self._starting:
             execution = await self._wait_for_refill()
         return self._counted(execution)
@@ -145,7 +145,8 @@ class ContainerPool(Generic[P]):
         """The time of this ask, or None when the share rule turns it away."""
         self._wake.set()
         now = time.monotonic()
-        if self._may_take(client, now):
+        self.demand.asked(now)
+        if self.rule.may_take(client, now, len(self._ready), self.target_size):
             return now
         self.refused += 1
         return None
@@ -199,52 +200,6 @@ class ContainerPool(Generic[P]):
             if not waiter.done():
                 waiter.set_result(None)
 
-    def _note_take(self, client: str, now: float) -> None:
-        client = share_group(client)
-        takes = self._took.get(client)
-        if takes is None:
-            takes = self._took[client] = deque(maxlen=MAX_COUNTED_TAKES)
-        takes.append(now)
-
-    def _may_take(self, client: str, now: float) -> bool:
-        """The share rule (see the module's docstring); records the ask."""
-        client = share_group(client)
-        window = self.share_window
-        self._asked[client] = now
-        self._asked.move_to_end(client)
-        asks = self._asks.get(client)
-        if asks is None:
-            asks = self._asks[client] = deque(maxlen=MAX_COUNTED_TAKES)
-        asks.append(now)
-        while self._asked and (
-            len(self._asked) > REMEMBERED_TAKERS or next(iter(self._asked.values())) < now - window
-        ):
-            gone, _ = self._asked.popitem(last=False)
-            self._took.pop(gone, None)
-            self._asks.pop(gone, None)
-        if window <= 0:
-            return True
-        takes = self._took.get(client)
-        while takes and takes[0] < now - window:
-            takes.popleft()
-        if not takes or len(self._asked) == 1:
-            return True  # new to the pool, or alone here: nobody to be fair to
-        mine = self._score(client, now)
-        least = min(self._score(g, now) for g in self._asked if g != client)
-        if len(self._ready) <= 1:
-            return mine <= least  # the last one goes to the least served
-        if len(takes) < self.share or len(self._ready) > self.size // 2:
-            return True  # within its share, or plenty left
-        return mine <= least
-
-    def _score(self, group: str, now: float) -> float:
-        """Recent demand (asks, granted or not), each weighing less as it ages (time
-        constant share_window / 5): a learner who ran three programs over the last
-        seconds weighs far less than a burst of thirty in the last second."""
-        takes = self._asks.get(group) or ()
-        tau = self.share_window / 5
-        return sum(math.exp((t - now) / tau) for t in takes if t >= now - self.share_window)
-
     def note_image(self, image_id: str) -> None:
         """The sandbox image's id now; a new one makes every pooled container stale."""
         if self._image_id is not None and image_id != self._image_id:
@@ -257,7 +212,8 @@ class ContainerPool(Generic[P]):
         self._wake.set()
 
     def _target(self) -> int:
-        return max(0, min(self.size, self.headroom()))
+        self.target_size = self.demand.target(self.headroom())
+        return self.target_size
 
     async def _run(self) -> None:
         while True:
@@ -289,6 +245,9 @@ class ContainerPool(Generic[P]):
             self._trim_waiters(self._starting - 1)  # its waiter starts cold, now
             await asyncio.sleep(RETRY_AFTER_FAILURE)
         else:
+            footprint = execution.footprint()
+            if footprint is not None:
+                self.demand.measured(footprint)
             self._deliver(execution)
         finally:
             self._starting -= 1

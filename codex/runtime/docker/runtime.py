@@ -22,6 +22,7 @@ import docker.errors
 from codex.config import Settings
 from codex.runtime.base import ExecSpec, Execution, Readiness, Runtime
 from codex.runtime.docker import engine, hardening
+from codex.runtime.docker.demand import Demand
 from codex.runtime.docker.engine import short
 from codex.runtime.docker.execution import DockerExecution, close_stream, open_exec
 from codex.runtime.docker.gate import EngineGate
@@ -46,6 +47,13 @@ T = TypeVar("T")
 POOL_LANE = "(pool)"  # the engine gate's lane for pool refills (never a client address)
 
 
+def _pool(runtime: DockerRuntime, s: Settings) -> ContainerPool[DockerExecution] | None:
+    if s.pool_size <= 0:
+        return None
+    demand = Demand(s.pool_size, s.pool_max, s.pool_memory_mb << 20, s.pool_linger)
+    return ContainerPool(runtime, s.pool_size, s.pool_share_window, demand)
+
+
 class DockerRuntime(Runtime):
     name = "docker"
 
@@ -63,11 +71,7 @@ class DockerRuntime(Runtime):
         self.reaper = Reaper(self.api, settings.instance_name, self._release_uid)
         # Every create and removal waits here: one fair path to the engine.
         self.gate = EngineGate(settings.engine_concurrency, unlimited=POOL_LANE)
-        self.pool: ContainerPool[DockerExecution] | None = (
-            ContainerPool(self, settings.pool_size, settings.pool_share_window)
-            if settings.pool_size > 0
-            else None
-        )
+        self.pool: ContainerPool[DockerExecution] | None = _pool(self, settings)
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -139,6 +143,10 @@ class DockerRuntime(Runtime):
     def set_headroom(self, headroom: Callable[[], int]) -> None:
         if self.pool is not None:
             self.pool.headroom = headroom
+
+    def set_demand(self, idle_clients: Callable[[], int]) -> None:
+        if self.pool is not None:
+            self.pool.demand.idle_clients = idle_clients
 
     def pool_stats(self) -> tuple[int, int, int]:
         if self.pool is None:

@@ -1,0 +1,58 @@
+"""The settings of capacity: how many programs run at once, the warm pool that follows
+demand, the engine's fair admission path and the queue beyond max_sessions. A base of
+codex.config.Settings, declared here to keep each module small."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from codex.config_request import setting
+
+
+@dataclass(frozen=True)
+class CapacitySettings:
+    pool_size: int = setting(
+        4,
+        "The pool's floor: started containers kept ready, each for exactly one execution "
+        "(0 turns the pool off); pool plus running executions never exceed max_sessions.",
+    )
+    max_sessions: int = setting(
+        64,
+        "Executions that may run at once; beyond that they wait in the fair queue "
+        "(queue_max), first come first served.",
+    )
+    engine_concurrency: int = setting(
+        4,
+        "Container engine operations (a sandbox's create + start + exec, a removal) run "
+        "at once (a lane holds at most half); more wait in one "
+        "fair queue, a lane per client network served in turn, pool refills first, so "
+        "one network's churn delays mostly itself.",
+    )
+    pool_share_window: float = setting(
+        10.0,
+        "Seconds an address that took a pooled sandbox counts as a recent taker: while "
+        "other addresses use the pool too and at most half of it is ready, a recent "
+        "taker starts cold (through the fair queue), so no address empties the pool "
+        "for everyone (0: no such rule).",
+    )
+    pool_max: int = setting(
+        48,
+        "The pool's ceiling (at least pool_size): it grows ahead of demand (pages open "
+        "without a running program, the recent rate of Run) up to this many ready "
+        "containers, within pool_memory_mb and max_sessions.",
+    )
+    pool_memory_mb: int = setting(
+        1024,
+        "Memory the ready containers may hold together, as measured of each (its cgroup "
+        "plus the engine's shim): the pool grows no further (0: no budget).",
+    )
+    pool_linger: float = setting(
+        60.0,
+        "Seconds the pool stays at the size demand last called for before it shrinks "
+        "back toward pool_size.",
+    )
+    queue_max: int = setting(
+        200,
+        "Executions that may wait, first come first served, while max_sessions run; "
+        "beyond that, 503 with Retry-After (0: no queue).",
+    )
