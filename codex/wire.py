@@ -11,9 +11,10 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-# A session's state (GET /api/sessions/<id> `state`).
-STARTING, RUNNING, FINISHED = "starting", "running", "finished"
-STATES = (STARTING, RUNNING, FINISHED)
+# A session's state (GET /api/sessions/<id> `state`). `queued`: waiting for a free slot
+# (max_sessions run), first come first served.
+QUEUED, STARTING, RUNNING, FINISHED = "queued", "starting", "running", "finished"
+STATES = (QUEUED, STARTING, RUNNING, FINISHED)
 
 # The verdict (`execution_complete` and the result's `status`).
 OK = "ok"
@@ -42,6 +43,8 @@ ERROR = "error"
 COMPLETE = "execution_complete"
 INPUT = "input"
 DISPLAY = "display"  # an image the program showed (Jupyter's display_data content)
+# A queued execution's place: {sessionId, position (1: next), ahead (position - 1)}.
+QUEUE_POSITION = "queued"
 
 # Which of the program's streams an `output` event's text came from (its `stream`).
 STDOUT, STDERR = "stdout", "stderr"

@@ -115,7 +115,10 @@ OPENAPI: dict[str, Any] = {
                     "429": _error(
                         "Too many executions from this address (Retry-After, RateLimit-*)."
                     ),
-                    "503": _error("No sandbox can run now (engine down or at capacity)."),
+                    "503": _error(
+                        "No sandbox can run now: the engine is down, or max_sessions run "
+                        "and queue_max wait (Retry-After)."
+                    ),
                 },
             }
         },
@@ -256,6 +259,11 @@ OPENAPI: dict[str, Any] = {
                     "sessionId": {"type": "string"},
                     "language": {"type": "string"},
                     "state": {"type": "string", "enum": list(STATES)},
+                    "queuePosition": {
+                        "type": "integer",
+                        "nullable": True,
+                        "description": "While `queued`: its place in line (1: next to start).",
+                    },
                     "createdAt": {"type": "number"},
                     "waitingForInput": {"type": "boolean"},
                     "prompt": {"type": "string", "nullable": True},

@@ -116,14 +116,17 @@ class RateLimiter:
         return headers
 
 
-def check_room(s: Settings, *, accepting: bool, running: int, mine: int) -> None:
-    """May one more program start now: the server's cap, then the client's own."""
+def check_room(s: Settings, *, accepting: bool, running: int, mine: int, queued: int = 0) -> bool:
+    """May one more program start now (False), or wait its turn in the queue (True):
+    the server's cap and its queue (codex.sessions.waitlist), then the client's own."""
     if not accepting:
         raise Unavailable("The server is shutting down; try another one.")
-    if running >= s.max_sessions:
-        raise NoCapacity("Too many programs are running; try again shortly.")
+    wait = running >= s.max_sessions or queued > 0  # nobody overtakes the line
+    if wait and queued >= s.queue_max:
+        raise NoCapacity("Too many programs are running and waiting; try again shortly.")
     if mine >= s.max_sessions_per_ip:
         raise RateLimited(
             f"At most {s.max_sessions_per_ip} programs may run at once from one address.",
             retry_after=2,
         )
+    return wait

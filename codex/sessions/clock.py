@@ -6,7 +6,9 @@ ends the session instead (an abandoned tab must not hold a container forever).
 
 But a program may wait for input in one thread and compute in another: during a
 wait, the CPU time the sandbox uses is charged instead of the wall time, so a wait
-can never hide work.
+can never hide work. It is looked at by the loop's one sweep over waiting sessions
+(codex.sessions.input.sweep), once a second, not by a timer per session: a class of
+waiting learners is one wake-up a second, not forty.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-CPU_TICK = 1.0  # seconds between looks at the CPU time used during a wait
+from codex.sessions.input.sweep import sweep
 
 
 def _nothing() -> None:
@@ -43,7 +45,7 @@ class RunClock:
         self._since: float | None = None
         self._cpu_seconds = cpu_seconds
         self._timer: asyncio.TimerHandle | None = None
-        self._ticker: asyncio.TimerHandle | None = None
+        self._ticking = False  # charged by the sweep while it waits
         self._cpu_mark: float | None = None
         self._stopped = False
 
@@ -65,22 +67,26 @@ class RunClock:
         self._arm(self.wait_limit, self._on_abandoned)
         self._cpu_mark = self._cpu_seconds()
         if self._cpu_mark is not None:
-            self._ticker = asyncio.get_running_loop().call_later(CPU_TICK, self._charge_cpu)
+            self._ticking = True
+            sweep().add(self, self._charge_cpu, _nothing)
 
-    def _charge_cpu(self) -> None:
-        """While waiting: charge the CPU time used since the last look."""
-        self._ticker = None
+    def _charge_cpu(self) -> bool:
+        """While waiting: charge the CPU time used since the last look; False once
+        there is nothing more to charge (the sweep lets it go)."""
         if self._stopped or self._since is not None or self._cpu_mark is None:
-            return
+            self._ticking = False
+            return False
         now = self._cpu_seconds()
         if now is None:
-            return
+            self._ticking = False
+            return False
         self._ran += max(0.0, now - self._cpu_mark)
         self._cpu_mark = now
         if self._ran >= self.limit:
+            self._ticking = False
             self._on_timeout()
-            return
-        self._ticker = asyncio.get_running_loop().call_later(CPU_TICK, self._charge_cpu)
+            return False
+        return True
 
     def resume(self) -> None:
         if self._stopped or self._since is not None:
@@ -106,9 +112,9 @@ class RunClock:
             self._timer = None
 
     def _stop_ticker(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            self._ticker = None
+        if self._ticking:
+            self._ticking = False
+            sweep().discard(self)
 
     def _arm(self, delay: float, action: Callable[[], None]) -> None:
         if self._timer is not None:

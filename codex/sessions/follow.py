@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from codex.sessions.eventlog import INPUT_REQUIRED, OUTPUT, Entry, Follower
 from codex.sessions.session import Session
-from codex.wire import STDOUT
+from codex.wire import QUEUE_POSITION, STDOUT
 
 Send = Callable[[list[Entry]], Awaitable[None]]
 
@@ -28,7 +28,8 @@ async def follow(session: Session, send: Send, *, include_echo: bool) -> None:
 
     ``include_echo`` is for terminal views, which show what the terminal echoed;
     event views (the seed frontend echoes answers itself) leave it out. A past
-    ``input_required`` is replayed only if the program is still waiting on it.
+    ``input_required`` is replayed only if the program is still waiting on it, and
+    only the current place of a queued execution is sent (none once it started).
     """
     log = session.log
     me = Follower()
@@ -59,6 +60,7 @@ async def follow(session: Session, send: Send, *, include_echo: bool) -> None:
                 and not (
                     e.kind == INPUT_REQUIRED and e.seq < replay_until and e is not session.waiting
                 )
+                and not (e.kind == QUEUE_POSITION and e is not session.queue_entry)
             ]
             if clean_start:
                 batch = _start_on_a_line(batch)

@@ -25,8 +25,9 @@ from codex.runtime.base import Runtime
 from codex.runtime.job import Collect, JobFile, JobOptions
 from codex.sessions.admission import RateLimiter, check_room, client_ip, parse_networks
 from codex.sessions.session import Session
+from codex.sessions.waitlist import Waitlist
 from codex.tasks import Tasks
-from codex.wire import RUNNING
+from codex.wire import QUEUED, RUNNING
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class SessionRegistry:
         )
         self.trusted_proxies = parse_networks(settings.trusted_proxies)
         self._sessions: dict[str, Session] = {}
+        self.waitlist: Waitlist[Session] = Waitlist(settings.queue_max)  # beyond max_sessions
         # Socket.IO connections and terminal WebSockets open now, per client address.
         self.open_clients: Counter[str] = Counter()
         self.tasks = Tasks("registry")  # directory updates
@@ -99,7 +101,8 @@ class SessionRegistry:
 
     @property
     def running(self) -> int:
-        return sum(1 for s in self._sessions.values() if not s.finished)
+        """Executions that hold a slot (queued ones wait for one)."""
+        return sum(1 for s in self._sessions.values() if not s.finished) - len(self.waitlist)
 
     def get(self, session_id: object) -> Session:
         session = self._sessions.get(session_id) if isinstance(session_id, str) else None
@@ -156,11 +159,15 @@ class SessionRegistry:
             session.finish_without_running(problem)
             self._sessions[session.id] = session
             return session
-        await self._admit_run(session)
-        session.start()
+        if await self._admit_run(session):
+            session.queued(self.waitlist.add(session.id, session))
+            log.info("session %s queued, %d in line", session.id[:8], len(self.waitlist))
+        else:
+            session.start()
         return session
 
-    async def _admit_run(self, session: Session) -> None:
+    async def _admit_run(self, session: Session) -> bool:
+        """Count the session in; True if it must wait in the queue for a slot."""
         # Every await comes before the caps are checked: between the checks and the
         # session counting, nothing may let another create through.
         ready = await self.runtime.readiness()
@@ -170,7 +177,13 @@ class SessionRegistry:
             1 for x in self._sessions.values() if not x.finished and x.client == session.client
         )
         try:
-            check_room(self.settings, accepting=self.accepting, running=self.running, mine=mine)
+            wait = check_room(
+                self.settings,
+                accepting=self.accepting,
+                running=self.running,
+                mine=mine,
+                queued=len(self.waitlist),
+            )
         except RateLimited:
             self.limiter.rejections += 1
             raise
@@ -183,6 +196,7 @@ class SessionRegistry:
                 # never runs.
                 del self._sessions[session.id]
                 raise Unavailable(f"The shared session directory failed: {exc}") from exc
+        return wait
 
     async def remote_record(self, session_id: object) -> dict[str, Any]:
         """The directory entry of a session another instance owns."""
@@ -193,7 +207,25 @@ class SessionRegistry:
             raise SessionNotFound("No session has that id (it may have expired).")
         return record
 
+    def _next_in_line(self) -> None:
+        """Start the first queued executions while slots are free; tell the rest their
+        new place."""
+        started = 0
+        while self.accepting and self.running < self.settings.max_sessions:
+            session = self.waitlist.pop()
+            if session is None:
+                break
+            session.start()
+            started += 1
+        if started:
+            for position, waiting in self.waitlist.positions():
+                waiting.queued(position)
+
     def _finished(self, session: Session) -> None:
+        if self.waitlist.discard(session.id):  # cancelled while it waited
+            for position, waiting in self.waitlist.positions():
+                waiting.queued(position)
+        self._next_in_line()
         loop = asyncio.get_running_loop()
         loop.call_later(self.settings.session_ttl, self._expire, session.id)
         self._finished_order.append(session.id)
@@ -230,6 +262,8 @@ class SessionRegistry:
         """Stop taking executions; let running ones finish for up to ``grace``
         seconds; then cancel the rest, saying why."""
         self.accepting = False
+        for session in [s for s in self._sessions.values() if s.state == QUEUED]:
+            session.cancel("The server is shutting down; run the program again.")
         running = [
             asyncio.ensure_future(s.wait()) for s in self._sessions.values() if not s.finished
         ]

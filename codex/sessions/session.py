@@ -42,6 +42,8 @@ from codex.wire import (
     ERROR,
     FINISHED,
     OUTPUT_LIMIT,
+    QUEUE_POSITION,
+    QUEUED,
     STARTING,
     SYNTAX_ERROR,
     TIMEOUT,
@@ -82,6 +84,7 @@ class Session:
         self.log = EventLog(max_chars=2 * settings.output_limit_bytes + 65536)
         self.job = JobOptions()  # files, arguments, the shell: set by the registry
         self._task: asyncio.Task[None] | None = None
+        self.queue_entry: Entry | None = None  # the latest `queued` event, while queued
         self._assemble(settings, stdin)
 
     def _assemble(self, settings: Settings, stdin: str) -> None:
@@ -144,7 +147,15 @@ class Session:
         return self.output.output_bytes
 
     def start(self) -> None:
+        self.state = STARTING
+        self.queue_entry = None
         self._task = asyncio.ensure_future(self.run())
+
+    def queued(self, position: int) -> None:
+        """Waiting for a free slot, `position` in line (codex.sessions.waitlist)."""
+        self.state = QUEUED
+        payload = {"sessionId": self.id, "position": position, "ahead": position - 1}
+        self.queue_entry = self.log.append(QUEUE_POSITION, payload=payload)
 
     def set_initial_size(self, rows: int, cols: int) -> None:
         """The client's terminal size, known before the start."""
@@ -180,6 +191,9 @@ class Session:
     def cancel(self, why: str | None = None) -> None:
         """Stop the program: verdict `cancelled` (with an error event if `why`)."""
         self._cancel_reason = why
+        if self.state == QUEUED:
+            self.complete(CANCELLED)  # nothing runs yet: nothing to stop
+            return
         self.run.stop(CANCELLED)
 
     async def wait(self) -> None:
@@ -197,20 +211,7 @@ class Session:
         self.presence.delivered(follower, upto)
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "sessionId": self.id,
-            "language": self.language,
-            "state": self.state,
-            "createdAt": self.created_at,
-            "waitingForInput": self.waiting is not None,
-            "prompt": self.waiting.payload.get("prompt") if self.waiting else None,
-            "detector": self.watcher.name,
-            "outputBytes": self.output_bytes,
-            "screen": self.terminal.snapshot(),
-            "displays": self.output.displays.listing(),
-            "files": self.files.listing(),
-            "result": self.result,
-        }
+        return _describe(self)
 
     @property
     def retained_chars(self) -> int:
@@ -283,6 +284,7 @@ class Session:
             message = self._cancel_reason
         self.output.close()
         self.waits.entry = None
+        self.queue_entry = None
         self.state = FINISHED
         self.resizer.stop()
         if message:
@@ -317,3 +319,22 @@ def _result(s: Session, status: str, info: ExitInfo) -> dict[str, Any]:
     if s.files.unlisted:
         result["filesUnlisted"] = s.files.unlisted
     return result
+
+
+def _describe(s: Session) -> dict[str, Any]:
+    """GET /api/sessions/<id>: the state, the screen, what it showed and left."""
+    return {
+        "sessionId": s.id,
+        "language": s.language,
+        "state": s.state,
+        "queuePosition": s.queue_entry.payload["position"] if s.queue_entry else None,
+        "createdAt": s.created_at,
+        "waitingForInput": s.waiting is not None,
+        "prompt": s.waiting.payload.get("prompt") if s.waiting else None,
+        "detector": s.watcher.name,
+        "outputBytes": s.output_bytes,
+        "screen": s.terminal.snapshot(),
+        "displays": s.output.displays.listing(),
+        "files": s.files.listing(),
+        "result": s.result,
+    }

@@ -9,8 +9,8 @@ import weakref
 import pytest
 
 # -- codex, in one place (modules are about to move into packages) -----------------------
-from codex.sessions import clock as limits
 from codex.sessions.clock import RunClock
+from codex.sessions.input import sweep as input_sweep
 from tests.unit.fakes import eventually, run
 
 
@@ -111,7 +111,7 @@ def test_an_answer_in_time_cancels_the_wait_limit() -> None:
 
 
 def test_cpu_used_during_a_wait_is_charged(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(limits, "CPU_TICK", 0.01)
+    monkeypatch.setattr(input_sweep, "INTERVAL", 0.01)
 
     async def scenario() -> None:
         calls = Calls()
@@ -132,7 +132,7 @@ def test_cpu_used_during_a_wait_is_charged(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_no_cpu_figure_means_no_charge(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(limits, "CPU_TICK", 0.01)
+    monkeypatch.setattr(input_sweep, "INTERVAL", 0.01)
 
     async def scenario() -> None:
         calls = Calls()  # cpu_seconds() says None: the runtime cannot tell
@@ -146,7 +146,7 @@ def test_no_cpu_figure_means_no_charge(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_resume_stops_charging_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(limits, "CPU_TICK", 0.01)
+    monkeypatch.setattr(input_sweep, "INTERVAL", 0.01)
 
     async def scenario() -> None:
         calls = Calls()

@@ -32,7 +32,6 @@ from codex.errors import (
 from codex.runtime.base import Readiness
 
 # -- codex, in one place (modules are about to move into packages) -----------------------
-from codex.sessions import clock as limits
 from codex.sessions.eventlog import COMPLETE, ERROR, INPUT_REQUIRED, OUTPUT, Entry, Follower
 from codex.sessions.follow import follow
 from codex.sessions.input import sweep as input_sweep
@@ -401,7 +400,7 @@ def test_a_wait_longer_than_the_input_wait_limit_ends_the_session(fake: FakeRunt
 def test_cpu_used_during_a_wait_is_charged(
     fake: FakeRuntime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(limits, "CPU_TICK", 0.01)
+    monkeypatch.setattr(input_sweep, "INTERVAL", 0.01)
 
     async def scenario() -> None:
         reg = registry(fake, time_limit=1.0, input_wait_limit=5.0)
@@ -670,7 +669,7 @@ def test_code_that_does_not_compile_costs_no_execution(fake: FakeRuntime) -> Non
 
 def test_capacity_global_and_per_address(fake: FakeRuntime) -> None:
     async def scenario() -> None:
-        reg = registry(fake, max_sessions=2, max_sessions_per_ip=1)
+        reg = registry(fake, max_sessions=2, max_sessions_per_ip=1, queue_max=0)
         a = await reg.create(ExecuteRequest(CODE), client="10.0.0.1")
         with pytest.raises(RateLimited):
             await reg.create(ExecuteRequest(CODE), client="10.0.0.1")
@@ -694,7 +693,7 @@ def test_capacity_global_and_per_address(fake: FakeRuntime) -> None:
 
 def test_creates_racing_through_readiness_stay_within_the_cap(fake: FakeRuntime) -> None:
     async def scenario() -> None:
-        reg = registry(fake, max_sessions=1)
+        reg = registry(fake, max_sessions=1, queue_max=0)
         fake.readiness_gate = asyncio.Event()
         racers = [asyncio.ensure_future(reg.create(ExecuteRequest(CODE))) for _ in range(3)]
         await settle()

@@ -1,11 +1,12 @@
-"""One sweep over every announced wait, instead of a timer per session.
+"""One sweep over every waiting session, instead of timers per session.
 
 Once a session's ``input_required`` is out, the only question left is whether the
 program's read ended by other means (a signal, a timeout, another thread): an answer
 from the client wakes its watcher directly. A class of forty learners reading a prompt
 would otherwise be forty timers waking forty tasks twice a second; here one callback
 looks at each blocked task's syscall and context-switch count in turn, and wakes only
-the watchers whose wait ended.
+the watchers whose wait ended. The run clock charges a waiting program's CPU time in
+the same sweep (codex.sessions.clock): one wake-up a second for the whole class.
 
 Each tick's work is bounded in CPU time (TICK_BUDGET): with more waits than fit, a tick
 goes on from where the last one stopped, so every wait is looked at in turn, less
@@ -23,8 +24,8 @@ from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
-INTERVAL = 0.5  # seconds between sweeps: how late a wait that ended by itself is seen
-TICK_BUDGET = 0.004  # CPU seconds one sweep may spend (0.8 % of a core at INTERVAL)
+INTERVAL = 1.0  # seconds between sweeps: how late a wait that ended by itself is seen
+TICK_BUDGET = 0.005  # CPU seconds one sweep may spend (0.5 % of a core at INTERVAL)
 
 
 class WaitSweep:

@@ -123,7 +123,7 @@ class InputWatcher:
     Checks come FAST after activity (output, input) and back off to ``max_interval``
     while nothing happens (to IDLE_MAX_INTERVAL after IDLE_AFTER of quiet); once a
     wait is announced, only that task is looked at, by the loop's one sweep over all
-    announced waits (codex.sessions.input.sweep), twice a second. So a program
+    announced waits (codex.sessions.input.sweep), once a second. So a program
     waiting for an answer, or asleep, costs next to nothing, and a prompt is announced
     within about FAST + SETTLE of its read. A poll's own CPU time spaces the next one
     (SESSION_SHARE, TOTAL_SHARE): output cannot make an expensive tree be walked
