@@ -44,6 +44,12 @@ class Settings(RequestSettings, IdentitySettings, CapacitySettings):
         "", "Docker engine URL; empty means the usual DOCKER_HOST or local socket."
     )
     docker_timeout: float = setting(30.0, "Seconds one Docker API call may take.")
+    oci_runtime: str = setting(
+        "",
+        "OCI runtime of the sandboxes, by the name the engine registered it under "
+        "(`crun`, `runc`); empty: the engine's default; `auto`: crun when the engine has "
+        "it (cheaper to start, docs/performance.md; not yet run under the attack suite).",
+    )
     max_code_bytes: int = setting(
         64 * 1024, "Largest program accepted, in bytes of UTF-8 (at most 1048576)."
     )

@@ -243,6 +243,10 @@ export function makeEventsPanel(editor, ui, request = null) {
       const figure = figureNode(data);
       if (figure) append(figure);
     });
+    socket.on("queued", (data) => {
+      if (!mine(data) || !state.busy) return;
+      run.queued(data);
+    });
     socket.on("input_required", (data) => {
       if (!mine(data) || !state.busy) return;
       run.inputRequired(data);

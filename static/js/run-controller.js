@@ -47,6 +47,7 @@ export function makeRunController(editor, ui, hooks, request = null) {
     sessionId: null,
     busy: false, // POSTed and not finished
     waiting: false,
+    queued: false, // a `queued` event came and no output since
     password: false,
     complete: null,
     lastError: null,
@@ -81,6 +82,7 @@ export function makeRunController(editor, ui, hooks, request = null) {
 
   /** An input_required event (its body: { prompt, password }). */
   function inputRequired(body) {
+    state.queued = false;
     state.waiting = true;
     state.password = !!(body && body.password);
     const [prompt, source] = prompts.required((body && body.prompt) || "");
@@ -97,7 +99,15 @@ export function makeRunController(editor, ui, hooks, request = null) {
   }
 
   function running() {
+    state.queued = false;
     status("running", "Running…");
+  }
+
+  /** A `queued` event: every slot is taken; its place in line, first come first served. */
+  function queued(body) {
+    state.queued = true;
+    const ahead = Math.max(0, Number(body && body.ahead) || 0);
+    status("queued", ahead ? `Queued: ${ahead} ahead of you…` : "Queued: you are next…");
   }
 
   /** An error event. false: it is about a message of ours and no part of the verdict. */
@@ -147,6 +157,7 @@ export function makeRunController(editor, ui, hooks, request = null) {
     Object.assign(state, {
       sessionId: null,
       waiting: false,
+      queued: false,
       password: false,
       complete: null,
       lastError: null,
@@ -200,10 +211,14 @@ export function makeRunController(editor, ui, hooks, request = null) {
     inputRequired,
     answered,
     running,
+    queued,
     error,
     finish,
     fail,
-    output: (text) => prompts.output(text),
+    output: (text) => {
+      if (state.queued) running(); // the program started: its first output
+      prompts.output(text);
+    },
     typed: () => prompts.typed(),
   };
 }

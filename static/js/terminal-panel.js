@@ -203,6 +203,9 @@ export function makeTerminalRunner(editor, term, ui, request = null) {
           run.output(body);
         }
         break;
+      case "queued":
+        run.queued(body);
+        break;
       case "input_required":
         run.inputRequired(body);
         // The learner answers in the terminal: focus it, unless they are busy in the

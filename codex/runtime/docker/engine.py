@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import docker
 import docker.errors
 from codex.config import Settings
 from codex.errors import RuntimeUnavailable, SandboxError
+from codex.runtime.docker.hardening import choose_oci_runtime
+
+log = logging.getLogger(__name__)
 
 
 def connect(settings: Settings) -> docker.APIClient:
@@ -42,3 +46,22 @@ def start_failure(exc: BaseException, image: str) -> Exception:
             f"The sandbox image {image} is missing; build it with `make image`."
         )
     return SandboxError(f"The Docker engine could not start the sandbox: {short(exc)}")
+
+
+def pick_oci_runtime(api: docker.APIClient, settings: Settings) -> str:
+    """The OCI runtime the sandboxes run under ("": the engine's default), from what the
+    engine registered (blocking: call it in a thread)."""
+    try:
+        registered = set(api.info().get("Runtimes") or {})
+    except docker.errors.DockerException as exc:
+        log.warning("could not ask the engine for its runtimes: %s", short(exc))
+        return choose_oci_runtime(settings.oci_runtime, set())
+    chosen = choose_oci_runtime(settings.oci_runtime, registered)
+    if chosen and chosen not in registered:
+        log.warning(
+            "oci_runtime %s is not registered with the engine (it has %s): starts will fail",
+            chosen,
+            ", ".join(sorted(registered)) or "none",
+        )
+    log.info("sandboxes run under %s", chosen or "the engine's default OCI runtime")
+    return chosen

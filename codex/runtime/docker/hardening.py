@@ -29,9 +29,10 @@ def ulimits(s: Settings) -> list[Ulimit]:
     ]
 
 
-def host_config(api: docker.APIClient, s: Settings) -> dict[str, Any]:
+def host_config(api: docker.APIClient, s: Settings, oci_runtime: str = "") -> dict[str, Any]:
     memory = f"{s.memory_limit_mb}m"
     config: dict[str, Any] = api.create_host_config(
+        runtime=oci_runtime or None,  # None: the engine's default
         network_mode="none",
         cap_drop=["ALL"],
         security_opt=security_opt(s.seccomp),
@@ -50,6 +51,15 @@ def host_config(api: docker.APIClient, s: Settings) -> dict[str, Any]:
     return config
 
 
+def choose_oci_runtime(wanted: str, registered: set[str]) -> str:
+    """The runtime to ask the engine for ("": its default). `auto` takes crun when the
+    engine has it: it starts a container with ~15 % less CPU and ~30 ms sooner than
+    runc here (docs/performance.md), under the same seccomp profile and limits."""
+    if wanted == "auto":
+        return "crun" if "crun" in registered else ""
+    return wanted
+
+
 def environment() -> dict[str, str]:
     # The uid has no passwd entry: USER and LOGNAME answer getpass.getuser().
     return {
@@ -62,7 +72,12 @@ def environment() -> dict[str, str]:
 
 
 def container_config(
-    api: docker.APIClient, s: Settings, uid: int, labels: dict[str, str], session_id: str | None
+    api: docker.APIClient,
+    s: Settings,
+    uid: int,
+    labels: dict[str, str],
+    session_id: str | None,
+    oci_runtime: str = "",
 ) -> dict[str, Any]:
     """create_container's arguments: an idle process under Docker's init, which the
     program's exec joins."""
@@ -77,7 +92,7 @@ def container_config(
         "name": container_name(session_id) if session_id else None,
         "network_disabled": True,
         "use_config_proxy": False,
-        "host_config": host_config(api, s),
+        "host_config": host_config(api, s, oci_runtime),
     }
 
 

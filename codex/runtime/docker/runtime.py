@@ -54,6 +54,15 @@ def _pool(runtime: DockerRuntime, s: Settings) -> ContainerPool[DockerExecution]
     return ContainerPool(runtime, s.pool_size, s.pool_share_window, demand)
 
 
+def _adopt(api: docker.APIClient, container_id: str, session_id: str) -> None:
+    """Name a pooled container after the session it now serves (labels are fixed at
+    creation), so `docker ps` tells whose it is."""
+    try:
+        api.rename(container_id, container_name(session_id))
+    except docker.errors.DockerException as exc:
+        log.debug("rename %s: %s", container_id[:12], short(exc))
+
+
 class DockerRuntime(Runtime):
     name = "docker"
 
@@ -68,6 +77,7 @@ class DockerRuntime(Runtime):
         self.tasks = Tasks("docker runtime")  # closes and removals: run to their end
         self.uids = UidAllocator(settings.sandbox_uid_base)
         self._uid_of: dict[str, int] = {}  # container id -> the uid it runs as
+        self.oci_runtime = ""  # chosen at startup (hardening.choose_oci_runtime)
         self.reaper = Reaper(self.api, settings.instance_name, self._release_uid)
         # Every create and removal waits here: one fair path to the engine.
         self.gate = EngineGate(settings.engine_concurrency, unlimited=POOL_LANE)
@@ -134,6 +144,7 @@ class DockerRuntime(Runtime):
         else:
             # Another server on this engine may have drawn the same block.
             self.uids = UidAllocator(self.settings.sandbox_uid_base, in_use)
+        self.oci_runtime = await self.call(engine.pick_oci_runtime, self.api(), self.settings)
         ensure_pty_room(self.settings)
         ensure_aio_room(self.settings)
         if self.pool is not None:
@@ -197,7 +208,7 @@ class DockerRuntime(Runtime):
             await execution.close()
             raise
         if warm is not None:
-            self._spawn(self.call(self._adopt, warm.container_id, spec.session_id))
+            self._spawn(self.call(_adopt, self.api(), warm.container_id, spec.session_id))
         return execution
 
     async def prepare(
@@ -264,8 +275,9 @@ class DockerRuntime(Runtime):
         api = self.api()
         uid = self.uids.take()
         try:
+            labels = self._labels(uid, session_id)
             config = hardening.container_config(
-                api, self.settings, uid, self._labels(uid, session_id), session_id
+                api, self.settings, uid, labels, session_id, self.oci_runtime
             )
             container_id: str = api.create_container(**config)["Id"]
         except BaseException:
@@ -296,11 +308,3 @@ class DockerRuntime(Runtime):
             self.reaper.remove_now(container_id)
             raise
         return container_id, exec_id, stream
-
-    def _adopt(self, container_id: str, session_id: str) -> None:
-        """Name a pooled container after the session it now serves (labels are fixed
-        at creation), so `docker ps` tells whose it is."""
-        try:
-            self.api().rename(container_id, container_name(session_id))
-        except docker.errors.DockerException as exc:
-            log.debug("rename %s: %s", container_id[:12], short(exc))
