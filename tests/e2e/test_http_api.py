@@ -69,14 +69,18 @@ async def test_no_engine_gives_503_with_reason() -> None:
         assert (await h.request("GET", "/healthz")).status == 200
 
 
-async def test_capacity_gives_503_with_retry_after() -> None:
-    async with running_app(runtime="local", max_sessions=1) as h:
+async def test_capacity_gives_503_with_retry_after_once_the_queue_is_full() -> None:
+    async with running_app(runtime="local", max_sessions=1, queue_max=1) as h:
         first = await h.execute("import time\ntime.sleep(30)\n")
+        queued = await post(h, {"code": "print(1)"})
+        assert queued.status == 201  # it waits its turn
         resp = await post(h, {"code": "print(1)"})
         assert_error(resp, 503, "no_capacity")
         assert int(resp.headers["Retry-After"]) > 0
         await h.request("DELETE", f"/api/sessions/{first}")
         await h.wait_finished(first)
+        done = await h.wait_finished(queued.body["sessionId"])
+        assert done["result"]["status"] == "ok"
         assert (await post(h, {"code": "print(1)"})).status == 201
 
 
