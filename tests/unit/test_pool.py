@@ -51,14 +51,16 @@ class Engine:
         self.hold = hold
         self.asked = 0
         self.made: list[Sandbox] = []
+        self.lanes: list[str] = []  # the engine gate's lane of each preparation
         self.pending: list[asyncio.Future[None]] = []
         self.fail_next = 0
         self.cancelled = 0
         self.slow_closes: asyncio.Event | None = None  # for the sandboxes made from now
 
-    async def prepare(self, session_id: str | None) -> Sandbox:
+    async def prepare(self, session_id: str | None, client: str = "") -> Sandbox:
         assert session_id is None  # a pooled sandbox belongs to no session yet
         self.asked += 1
+        self.lanes.append(client)
         if self.fail_next:
             self.fail_next -= 1
             raise SandboxError("the engine could not create it")
@@ -367,6 +369,9 @@ def test_pages_open_grow_the_pool_to_its_ceiling_and_it_shrinks_after_the_linger
         await eventually(lambda: pool.ready == 6, what="grown to the ceiling")
         await settle()
         assert len(engine.made) == 6
+        # Up to the floor first in the gate; the growth waits its turn like anyone.
+        assert engine.lanes[:2] == [pool_module.POOL_LANE] * 2
+        assert engine.lanes[2:] == [pool_module.GROWTH_LANE] * 4
         idle[0] = 0  # they left
         await eventually(lambda: pool.ready == 2, timeout=2, what="back to the floor")
         await eventually(lambda: len(closed(engine)) == 4, what="the extra ones closed")

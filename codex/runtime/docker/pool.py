@@ -32,6 +32,8 @@ from codex.tasks import Tasks
 
 log = logging.getLogger(__name__)
 
+POOL_LANE = "(pool)"  # the engine gate's first lane: refills up to the floor
+GROWTH_LANE = "(pool growth)"  # refills above it: a lane like any other
 RECHECK = 1.0  # seconds between checks of the target when nothing wakes the pool
 RETRY_AFTER_FAILURE = 2.0  # seconds: an engine that cannot create now is not hammered
 
@@ -54,7 +56,8 @@ P_co = TypeVar("P_co", bound=Pooled, covariant=True)
 class PoolBackend(Protocol[P_co]):
     """What prepares the pool's sandboxes (the Docker runtime; a fake in tests)."""
 
-    def prepare(self, session_id: str | None) -> Awaitable[P_co]: ...
+    def prepare(self, session_id: str | None, client: str = ...) -> Awaitable[P_co]:
+        """A sandbox, made in the engine gate's lane `client`."""
 
 
 class ContainerPool(Generic[P]):
@@ -229,15 +232,16 @@ class ContainerPool(Generic[P]):
                 woken.cancel()
             self._wake.clear()
             while len(self._ready) + self._starting < self._target():
+                lane = self._lane()
                 self._starting += 1
-                self._refills.spawn(self._add())
+                self._refills.spawn(self._add(lane))
             # Beyond the target (the cap tightened): give back what waits.
             while self._ready and len(self._ready) + self._starting > self._target():
                 self._close(self._ready.pop())
 
-    async def _add(self) -> None:
+    async def _add(self, lane: str) -> None:
         try:
-            execution = await self.runtime.prepare(None)  # in the gate's pool lane
+            execution = await self.runtime.prepare(None, lane)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -253,6 +257,13 @@ class ContainerPool(Generic[P]):
             self._starting -= 1
             self._trim_waiters(self._starting)  # a failed refill: its waiter goes cold
             self._wake.set()
+
+    def _lane(self) -> str:
+        """Refills up to the floor go first in the engine gate (POOL_LANE); growth
+        ahead of demand waits its turn like any network (GROWTH_LANE), so removals and
+        learners' starts are never starved by a pool growing under sustained load."""
+        below_floor = len(self._ready) + self._starting < self.size
+        return POOL_LANE if below_floor else GROWTH_LANE
 
     def _close(self, execution: P) -> None:
         self._closes.spawn(execution.close())

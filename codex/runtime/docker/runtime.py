@@ -34,7 +34,7 @@ from codex.runtime.docker.labels import (
     labelled_uids,
 )
 from codex.runtime.docker.owner import identity
-from codex.runtime.docker.pool import ContainerPool
+from codex.runtime.docker.pool import POOL_LANE, ContainerPool
 from codex.runtime.docker.reaper import Reaper
 from codex.runtime.docker.uids import UidAllocator
 from codex.runtime.protocol import new_nonce
@@ -43,8 +43,6 @@ from codex.tasks import Tasks
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-POOL_LANE = "(pool)"  # the engine gate's lane for pool refills (never a client address)
 
 
 def _pool(runtime: DockerRuntime, s: Settings) -> ContainerPool[DockerExecution] | None:
