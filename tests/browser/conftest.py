@@ -309,15 +309,22 @@ def _screenshot(driver: Any, request: pytest.FixtureRequest) -> None:
         pass
 
 
-@pytest.fixture
-def page(driver: Any, server: str, request: pytest.FixtureRequest) -> Iterator[Page]:
+@contextlib.contextmanager
+def opened_page(driver: Any, base_url: str, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """The page of the server at base_url, open; a screenshot of it at the end."""
     driver.set_window_size(*WINDOW)
-    p = Page(driver, server)
+    p = Page(driver, base_url)
     p.open()
     try:
         yield p
     finally:
         _screenshot(driver, request)
+
+
+@pytest.fixture
+def page(driver: Any, server: str, request: pytest.FixtureRequest) -> Iterator[Page]:
+    with opened_page(driver, server, request) as p:
+        yield p
 
 
 @pytest.fixture

@@ -6,13 +6,14 @@ runs as soon as the slot frees. A screenshot per test in test-artifacts/."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.browser.conftest import WINDOW, Page, _screenshot, serving
+from tests.browser.conftest import Page, opened_page, serving
 
 pytestmark = [pytest.mark.docker, pytest.mark.browser]
 
@@ -27,13 +28,8 @@ def one_slot_server(browser_ready: None) -> Iterator[str]:
 
 @pytest.fixture
 def queue_page(driver: Any, one_slot_server: str, request: pytest.FixtureRequest) -> Iterator[Page]:
-    driver.set_window_size(*WINDOW)
-    p = Page(driver, one_slot_server)
-    p.open()
-    try:
+    with opened_page(driver, one_slot_server, request) as p:
         yield p
-    finally:
-        _screenshot(driver, request)
 
 
 def call(base: str, method: str, path: str, body: Any = None) -> Any:
@@ -49,7 +45,7 @@ def hold_the_slot(base: str) -> str:
     for _ in range(200):
         if call(base, "GET", f"/api/sessions/{session_id}")["waitingForInput"]:
             return session_id
-        __import__("time").sleep(0.1)
+        time.sleep(0.1)
     raise AssertionError("the blocker never waited")
 
 

@@ -5,22 +5,19 @@ costs no container, the bound gives 503, shutdown empties it. No Docker."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from typing import Any
 
 import pytest
 
-from codex.config import Settings
 from codex.errors import NoCapacity, RateLimited
 from codex.sessions.eventlog import COMPLETE
 from codex.sessions.follow import follow
 from codex.sessions.input import watcher as input_watch
-from codex.sessions.registry import ExecuteRequest, SessionRegistry
+from codex.sessions.registry import ExecuteRequest
 from codex.sessions.session import Session
 from codex.wire import CANCELLED, QUEUE_POSITION, QUEUED
 from tests.unit.fakes import WAIT, FakeRuntime, eventually, run, settle
-
-CODE = "print('hi')"
+from tests.unit.test_session import CODE, finished, registry
 
 
 @pytest.fixture
@@ -30,18 +27,8 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeRuntime:
     return runtime
 
 
-def registry(runtime: FakeRuntime, **overrides: Any) -> SessionRegistry:
-    return SessionRegistry(dataclasses.replace(Settings(), **overrides), runtime)
-
-
 def places(session: Session) -> list[int]:
     return [e.payload["position"] for e in session.log.since(0) if e.kind == QUEUE_POSITION]
-
-
-async def finished(session: Session) -> dict[str, Any]:
-    await asyncio.wait_for(session.wait(), WAIT)
-    assert session.finished and session.result is not None
-    return session.result
 
 
 def test_beyond_the_cap_executions_wait_in_line_and_start_in_arrival_order(

@@ -107,15 +107,13 @@ class CgroupStats:
 
     def memory_now(self) -> int | None:
         """Bytes charged to the container now (its processes, their page cache)."""
-        if self.memory is None:
-            return None
-        name = "memory.current" if self.unified else "memory.usage_in_bytes"
-        text = _read(self.memory / name)
-        return int(text) if text and text.strip().isdigit() else None
+        return self._memory_count("memory.current", "memory.usage_in_bytes")
 
     def memory_peak(self) -> int | None:
+        return self._memory_count("memory.peak", "memory.max_usage_in_bytes")
+
+    def _memory_count(self, v2_name: str, v1_name: str) -> int | None:
         if self.memory is None:
             return None
-        name = "memory.peak" if self.unified else "memory.max_usage_in_bytes"
-        text = _read(self.memory / name)
+        text = _read(self.memory / (v2_name if self.unified else v1_name))
         return int(text) if text and text.strip().isdigit() else None
