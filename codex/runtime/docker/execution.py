@@ -65,7 +65,10 @@ class DockerExecution(Execution):
         self.sock: socket.socket = getattr(stream, "_sock", stream)
         self.sock.setblocking(False)
         self._pid: int | None = None
-        self._cgroup: CgroupStats | None = None
+        # Found from the container's id at once, not only from the PID the engine
+        # reports a moment later: a program killed before then still has its counters.
+        self._cgroup: CgroupStats | None = CgroupStats.of_container(container_id)
+        self._at_kill: tuple[int | None, int | None, int | None] = (None, None, None)
         self._cpu_at_begin: int | None = None
         self._killed = False
         self._closed = False
@@ -86,7 +89,7 @@ class DockerExecution(Execution):
             pid = info.get("Pid") or 0
             if pid > 0:
                 self._pid = int(pid)
-                self._cgroup = CgroupStats.of_pid(self._pid)
+                self._cgroup = self._cgroup or CgroupStats.of_pid(self._pid)
                 return
             if not info.get("Running", True) and info.get("ExitCode") is not None:
                 return
@@ -173,11 +176,11 @@ class DockerExecution(Execution):
             # the container's own cgroup still holds the counters until its removal.
             self._cgroup = CgroupStats.of_container(self.container_id)
         if self._cgroup is not None:
-            info.oom_killed = bool(self._cgroup.oom_kills())
-            cpu = self._cgroup.cpu_ns()
+            oom, cpu, peak = self._counters()
+            info.oom_killed = bool(oom)
             if cpu is not None:
                 info.cpu_ms = round((cpu - (self._cpu_at_begin or 0)) / 1e6)
-            info.memory_peak_bytes = self._cgroup.memory_peak()
+            info.memory_peak_bytes = peak
         elif info.signal == "SIGKILL" or not info.reported:
             # No cgroup files to read: ask the engine (it sees only its own init's
             # OOM kills, so this can miss one).
@@ -190,10 +193,24 @@ class DockerExecution(Execution):
                 pass
         return info
 
+    def _counters(self) -> tuple[int | None, int | None, int | None]:
+        """OOM kills, CPU ns and peak memory now, or as they were just before the kill:
+        the container's death removes its cgroup, at times before wait() reads it."""
+        cg, (oom0, cpu0, peak0) = self._cgroup, self._at_kill
+        if cg is None:
+            return oom0, cpu0, peak0
+        oom, cpu, peak = cg.oom_kills(), cg.cpu_ns(), cg.memory_peak()
+        return (
+            oom0 if oom is None else oom,
+            cpu0 if cpu is None else cpu,
+            peak0 if peak is None else peak,
+        )
+
     async def kill(self) -> None:
         if self._killed or self._closed:
             return
         self._killed = True
+        self._at_kill = self._counters()
         try:
             await self.runtime.call(self.runtime.api().kill, self.container_id)
         except Exception as exc:
