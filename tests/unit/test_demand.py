@@ -60,12 +60,3 @@ def test_a_measurement_moves_the_footprint_smoothly() -> None:
     d.measured(0)  # nothing measured: ignored
     d.measured(-5)
     assert d.footprint < start
-
-
-def test_auto_takes_crun_only_when_the_engine_has_it() -> None:
-    from codex.runtime.docker.hardening import choose_oci_runtime
-
-    assert choose_oci_runtime("auto", {"runc", "crun"}) == "crun"
-    assert choose_oci_runtime("auto", {"runc"}) == ""  # the engine's default
-    assert choose_oci_runtime("runc", {"runc", "crun"}) == "runc"  # asked for by name
-    assert choose_oci_runtime("", {"crun"}) == ""

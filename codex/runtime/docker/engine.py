@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import docker
@@ -48,9 +49,13 @@ def start_failure(exc: BaseException, image: str) -> Exception:
     return SandboxError(f"The Docker engine could not start the sandbox: {short(exc)}")
 
 
-def pick_oci_runtime(api: docker.APIClient, settings: Settings) -> str:
+def pick_oci_runtime(
+    api: docker.APIClient, settings: Settings, trial: Callable[[str], None]
+) -> str:
     """The OCI runtime the sandboxes run under ("": the engine's default), from what the
-    engine registered (blocking: call it in a thread)."""
+    engine registered (blocking: call it in a thread). A runtime `auto` picked is first
+    tried on one sandbox (`trial` raises if it cannot start one): crun may be registered
+    on a host whose cgroup layout it refuses, and then every start would fail."""
     try:
         registered = set(api.info().get("Runtimes") or {})
     except docker.errors.DockerException as exc:
@@ -63,5 +68,13 @@ def pick_oci_runtime(api: docker.APIClient, settings: Settings) -> str:
             chosen,
             ", ".join(sorted(registered)) or "none",
         )
+    elif chosen and settings.oci_runtime == "auto":
+        try:
+            trial(chosen)
+        except docker.errors.ImageNotFound:
+            pass  # nothing starts yet, under any runtime: readiness says why
+        except docker.errors.DockerException as exc:
+            log.warning("%s cannot start a sandbox here (%s)", chosen, short(exc))
+            chosen = ""
     log.info("sandboxes run under %s", chosen or "the engine's default OCI runtime")
     return chosen

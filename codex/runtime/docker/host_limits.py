@@ -78,3 +78,9 @@ def ensure_aio_room(settings: Settings) -> None:
     per_sandbox = (settings.memory_limit_mb << 20) // AIO_BYTES_PER_EVENT
     wanted = AIO_HOST_SHARE + settings.max_sessions * per_sandbox
     _raise_to(AIO_MAX, "fs.aio-max-nr", wanted, "one sandbox may take every AIO event of the host")
+
+
+def ensure_room(settings: Settings) -> None:
+    """Both host-wide counters above have room for a full server of sandboxes."""
+    ensure_pty_room(settings)
+    ensure_aio_room(settings)

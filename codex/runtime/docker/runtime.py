@@ -26,7 +26,7 @@ from codex.runtime.docker.demand import Demand
 from codex.runtime.docker.engine import short
 from codex.runtime.docker.execution import DockerExecution, close_stream, open_exec
 from codex.runtime.docker.gate import EngineGate
-from codex.runtime.docker.host_limits import ensure_aio_room, ensure_pty_room
+from codex.runtime.docker.host_limits import ensure_room
 from codex.runtime.docker.labels import (
     cluster_label,
     container_labels,
@@ -142,9 +142,10 @@ class DockerRuntime(Runtime):
         else:
             # Another server on this engine may have drawn the same block.
             self.uids = UidAllocator(self.settings.sandbox_uid_base, in_use)
-        self.oci_runtime = await self.call(engine.pick_oci_runtime, self.api(), self.settings)
-        ensure_pty_room(self.settings)
-        ensure_aio_room(self.settings)
+        self.oci_runtime = await self.call(
+            engine.pick_oci_runtime, self.api(), self.settings, self._trial
+        )
+        ensure_room(self.settings)
         if self.pool is not None:
             await self.readiness()  # records the image the pooled containers come from
             self.pool.start()
@@ -288,6 +289,10 @@ class DockerRuntime(Runtime):
             self.reaper.remove_now(container_id)
             raise
         return container_id
+
+    def _trial(self, oci_runtime: str) -> None:
+        self.oci_runtime = oci_runtime  # one idle sandbox, removed at once; raises if it fails
+        self.reaper.remove_now(self.create_started(None))
 
     def _labels(self, uid: int, session_id: str | None) -> dict[str, str]:
         cluster, name = self.cluster_label, self.settings.instance_name
