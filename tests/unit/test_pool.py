@@ -380,6 +380,31 @@ def test_pages_open_grow_the_pool_to_its_ceiling_and_it_shrinks_after_the_linger
     run(scenario)
 
 
+def test_asks_the_share_rule_refuses_do_not_grow_the_pool() -> None:
+    """Churn from one network grows the pool no further than its share did: each
+    sandbox it took and threw away was a whole container life for the engine."""
+
+    async def scenario() -> None:
+        engine = Engine()
+        demand = Demand(4, 48)
+        pool = ContainerPool(engine, 4, 10.0, demand)
+        pool.headroom = lambda: 64
+        pool.start()
+        await eventually(lambda: pool.ready == 4, what="the floor")
+        assert pool.take("192.0.2.1") is not None  # a learner elsewhere, once
+        await settle()
+        took = 0
+        for _ in range(60):  # a burst of creates from one network
+            took += pool.take("198.51.100.9") is not None
+        assert pool.refused >= 55 and took <= 5
+        await settle()
+        # Only its granted asks (and the learner's) count: 2 s of ~1/s, not of 12/s.
+        assert pool.target_size <= 4 + took
+        pool.stop()
+
+    run(scenario)
+
+
 def test_the_memory_budget_caps_growth_at_the_measured_footprint() -> None:
     async def scenario() -> None:
         engine = Engine()

@@ -7,8 +7,9 @@ signals:
 
 - pages open without a running program (Socket.IO connections and terminals, less the
   executions running): each is a Run that may come any moment;
-- the recent rate of Run (asks of the pool over the last RATE_WINDOW seconds) times
-  LEAD, the seconds a refill takes under load: what arrives before a refill could.
+- the recent rate of Run (asks of the pool over the last RATE_WINDOW seconds that its
+  share rule granted: one network's churn is not demand) times LEAD, the seconds a
+  refill takes under load: what arrives before a refill could.
 
 The target is the larger of the two and the floor, held for ``linger`` seconds after
 demand last called for it (a class runs again after reading its output), then back to

@@ -148,9 +148,12 @@ class ContainerPool(Generic[P]):
         """The time of this ask, or None when the share rule turns it away."""
         self._wake.set()
         now = time.monotonic()
-        self.demand.asked(now)
         if self.rule.may_take(client, now, len(self._ready), self.target_size):
+            self.demand.asked(now)
             return now
+        # Not counted as demand: a network taking more than its share (churn from one
+        # place) would otherwise grow the pool, and keep the engine busy refilling it
+        # for everyone else; it starts cold, behind everyone, at no cost to the pool.
         self.refused += 1
         return None
 
