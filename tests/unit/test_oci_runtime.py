@@ -58,6 +58,13 @@ def test_auto_falls_back_when_crun_cannot_start_a_sandbox(
     assert "hybrid mode" in caplog.text
 
 
+def test_a_trial_that_times_out_falls_back_too() -> None:
+    def hang(runtime: str) -> None:
+        raise TimeoutError("the engine did not answer")
+
+    assert pick_oci_runtime(Engine({"crun": {}}), load([]), hang) == ""  # type: ignore[arg-type]
+
+
 def test_a_missing_image_says_nothing_about_the_runtime() -> None:
     def missing(runtime: str) -> None:
         raise docker.errors.ImageNotFound("no such image")

@@ -73,7 +73,7 @@ def pick_oci_runtime(
             trial(chosen)
         except docker.errors.ImageNotFound:
             pass  # nothing starts yet, under any runtime: readiness says why
-        except docker.errors.DockerException as exc:
+        except Exception as exc:  # the engine's refusal, or a timeout: not this one
             log.warning("%s cannot start a sandbox here (%s)", chosen, short(exc))
             chosen = ""
     log.info("sandboxes run under %s", chosen or "the engine's default OCI runtime")
