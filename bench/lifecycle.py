@@ -14,7 +14,7 @@ import os
 import statistics
 import time
 
-from bench import engine
+from bench import engine, serverproc
 from codex.config import load
 from codex.runtime.docker import hardening
 
@@ -32,17 +32,13 @@ def machine_busy_seconds() -> float:
 def process_seconds(name: str) -> float:
     """CPU seconds of the long-lived processes called `name` (dockerd, containerd)."""
     total = 0.0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
+    for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            with open(f"/proc/{pid}/stat") as f:
-                stat = f.read()
+            with open(f"/proc/{pid}/comm") as comm:
+                if comm.read().strip() == name:
+                    total += serverproc.cpu_seconds(int(pid))
         except OSError:
-            continue
-        if stat[stat.index("(") + 1 : stat.rindex(")")] == name:
-            fields = stat[stat.rindex(")") + 2 :].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            continue  # gone meanwhile
     return total
 
 
@@ -86,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     rest = per_cycle - sum(daemons.values())
     print(
         f"{name}: median ms {medians} | machine CPU/cycle {per_cycle:.0f} ms "
-        f"({split}, the rest {rest:.0f}: shims, runc, the containers, this process)"
+        f"({split}, the rest {rest:.0f}: shims, the OCI runtime, the containers, this process)"
     )
 
 

@@ -171,10 +171,6 @@ class DockerExecution(Execution):
                 info.exit_code = code if isinstance(code, int) else None
             except Exception as exc:
                 info.detail = f"the Docker engine failed: {short(exc)}"
-        if self._cgroup is None:
-            # The PID lookup lost the race with the end (a busy engine, a quick kill):
-            # the container's own cgroup still holds the counters until its removal.
-            self._cgroup = CgroupStats.of_container(self.container_id)
         if self._cgroup is not None:
             oom, cpu, peak = self._counters()
             info.oom_killed = bool(oom)
