@@ -45,6 +45,12 @@ from bench.bench import Report, SioClient, ms, summary
 from bench.serverproc import RESULTS, codex_server, cpu_seconds, machine_info
 
 MB = 1e6
+# The attacker is another learner: its own address (X-Forwarded-For through the trusted
+# proxy 127.0.0.1), not the victims' 127.0.0.1, which would make it one client with them
+# for every per-client rule (the pool's share above all).
+ATTACKER = {"X-Forwarded-For": "203.0.113.66"}
+CHURN_SECONDS = 60  # the longest a churn attack lasts
+CHURN_PER_ADDRESS = 2000  # and the most executions each of its addresses creates
 SIZE_CAP = 1000  # the size a hostile client asks for (rows and cols)
 PAYLOAD = 1_000_000  # bytes a pattern writes: under the default 1 MiB output limit
 SERVER_FLAGS = (
@@ -367,7 +373,7 @@ async def attack_screen(base: str, size: int) -> AsyncIterator[dict[str, Any]]:
     async def loop(http: aiohttp.ClientSession, client: SioClient, offset: int) -> None:
         for i in range(offset, offset + 40):  # bounded: at most 40 sessions each
             code = pattern_program(names[i % 4], False)
-            status, body = await post(http, base, code, (size, size))
+            status, body = await post(http, base, code, (size, size), headers=ATTACKER)
             if status != 201:
                 await asyncio.sleep(0.5)
                 continue
@@ -393,7 +399,7 @@ async def attack_resize(base: str, size: int) -> AsyncIterator[dict[str, Any]]:
     300 `set_size` a second."""
     stats = {"set_size": 0}
     async with _attack_clients(base) as (http, _client):
-        status, body = await post(http, base, SCREENFUL, (size, size))
+        status, body = await post(http, base, SCREENFUL, (size, size), headers=ATTACKER)
         assert status == 201, body
         session_id = body["sessionId"]
         ws = await http.ws_connect(base.replace("http", "ws", 1) + f"/ws/terminal/{session_id}")
@@ -426,7 +432,7 @@ async def attack_detector(base: str, size: int) -> AsyncIterator[dict[str, Any]]
     async with _attack_clients(base) as (http, client):
         ids = []
         for _ in range(2):
-            status, body = await post(http, base, PARKER)
+            status, body = await post(http, base, PARKER, headers=ATTACKER)
             assert status == 201, body
             ids.append(body["sessionId"])
         watches = [await client.join(i) for i in ids]
@@ -463,7 +469,7 @@ async def attack_sio_noread(base: str, size: int) -> AsyncIterator[dict[str, Any
     host, port = base.split("//", 1)[1].split(":")
     socks: list[socket.socket] = []
     async with _attack_clients(base) as (http, _client):
-        status, body = await post(http, base, LOUD)
+        status, body = await post(http, base, LOUD, headers=ATTACKER)
         assert status == 201, body
         session_id = body["sessionId"]
         await asyncio.sleep(1.5)  # its output is in the session's log
@@ -546,11 +552,17 @@ async def attack_slow_http(base: str, size: int) -> AsyncIterator[dict[str, Any]
 @contextlib.asynccontextmanager
 async def attack_churn(base: str, size: int) -> AsyncIterator[dict[str, Any]]:
     """Create and at once DELETE executions, from 6 X-Forwarded-For addresses (the
-    server trusts 127.0.0.1 as a proxy), back to back."""
+    server trusts 127.0.0.1 as a proxy), back to back, until the victims are done."""
     stats: dict[str, int] = {}
+    deadline = time.monotonic() + CHURN_SECONDS
 
     async def loop(http: aiohttp.ClientSession, address: str) -> None:
-        for _ in range(100):  # bounded: 100 per address
+        # Bounded in count and time, but long enough to overlap every victim run: a
+        # fast server got through a fixed 100 per address before the victims were
+        # half done, and measured a quiet server.
+        for _ in range(CHURN_PER_ADDRESS):
+            if time.monotonic() > deadline:
+                return
             status, body = await post(
                 http, base, "print('x')", headers={"X-Forwarded-For": address}
             )
