@@ -51,6 +51,7 @@ MB = 1e6
 ATTACKER = {"X-Forwarded-For": "203.0.113.66"}
 CHURN_SECONDS = 60  # the longest a churn attack lasts
 CHURN_PER_ADDRESS = 2000  # and the most executions each of its addresses creates
+CHURN_RATE = [0.0]  # creates a second, all addresses together (0: back to back); --churn-rate
 SIZE_CAP = 1000  # the size a hostile client asks for (rows and cols)
 PAYLOAD = 1_000_000  # bytes a pattern writes: under the default 1 MiB output limit
 SERVER_FLAGS = (
@@ -555,6 +556,7 @@ async def attack_churn(base: str, size: int) -> AsyncIterator[dict[str, Any]]:
     server trusts 127.0.0.1 as a proxy), back to back, until the victims are done."""
     stats: dict[str, int] = {}
     deadline = time.monotonic() + CHURN_SECONDS
+    addresses = [f"198.51.100.{i}" for i in range(1, 7)]
 
     async def loop(http: aiohttp.ClientSession, address: str) -> None:
         # Bounded in count and time, but long enough to overlap every victim run: a
@@ -571,9 +573,11 @@ async def attack_churn(base: str, size: int) -> AsyncIterator[dict[str, Any]]:
                 await delete(http, base, body["sessionId"])
             else:
                 await asyncio.sleep(0.2)
+            if CHURN_RATE[0] > 0:  # an attacker keeping under a per-network threshold
+                await asyncio.sleep(len(addresses) / CHURN_RATE[0])
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-        tasks = [asyncio.ensure_future(loop(http, f"198.51.100.{i}")) for i in range(1, 7)]
+        tasks = [asyncio.ensure_future(loop(http, address)) for address in addresses]
         try:
             await asyncio.sleep(0.5)
             yield stats
@@ -687,6 +691,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=20, help="victim runs per attack")
     p.add_argument("--pace", type=float, default=0.3, help="seconds between victim starts")
     p.add_argument("--codex-dir", type=Path, help="run the server from this checkout")
+    p.add_argument(
+        "--churn-rate",
+        type=float,
+        default=0.0,
+        help="churn's creates a second, its 6 addresses together (0: back to back)",
+    )
     args = p.parse_args(argv)
     args.attacks = [a for a in args.attacks.split(",") if a]
     unknown = set(args.attacks) - set(ATTACKS)
@@ -705,6 +715,7 @@ def _raise_nofile() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    CHURN_RATE[0] = args.churn_rate
     if args.codex_dir is not None:
         serverproc.CODEX_DIR[0] = args.codex_dir.resolve()
     _raise_nofile()  # 500 slow connections and the rest

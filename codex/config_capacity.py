@@ -35,6 +35,19 @@ class CapacitySettings:
         "taker starts cold (through the fair queue), so no address empties the pool "
         "for everyone (0: no such rule).",
     )
+    pool_paced_rate: float = setting(
+        1.0,
+        "Starts a second, warm or cold, for a network asking for more sandboxes than a "
+        "class would (pool_paced_after) while other networks ask too: its further "
+        "starts wait their turn, so one network's churn cannot keep the engine busy "
+        "for everyone (0: never paced).",
+    )
+    pool_paced_after: int = setting(
+        40,
+        "Asks within a few seconds (the share rule's score: each ask weighs less as it "
+        "ages, time constant pool_share_window / 5) beyond which a network is paced; "
+        "a class behind one address pressing Run together stays under it.",
+    )
     pool_max: int = setting(
         48,
         "The pool's ceiling (at least pool_size): it grows ahead of demand (pages open "

@@ -215,3 +215,53 @@ async def test_a_session_cancelled_while_queued_creates_no_container() -> None:
 def runtime_of_any(h: Harness) -> DockerRuntime:
     assert h.app is not None and isinstance(h.app.runtime, DockerRuntime)
     return h.app.runtime
+
+
+async def test_a_network_turned_away_again_and_again_is_paced() -> None:
+    """A network asking for more than pool_paced_after while another network asks:
+    its starts, warm or cold, come at pool_paced_rate; each still runs to its end,
+    and the learner at the other network is not paced meanwhile."""
+    rate, after, asked = 0.5, 2, 8
+    async with running_app(
+        **settings(pool_size=2, pool_paced_rate=rate, pool_paced_after=after)
+    ) as h:
+        runtime = runtime_of(h)
+        await wait_pool_full(h)
+        latency, output, status = await learner(h, "print('hi')")  # another network asked
+        assert output == "hi\r\n" and status == "ok"
+        started: dict[str, float] = {}
+        real = runtime.start
+
+        async def start(spec: Any) -> Any:
+            execution = await real(spec)
+            started[spec.session_id] = time.monotonic()
+            return execution
+
+        runtime.start = start  # type: ignore[method-assign]
+        ids = []
+        for k in range(asked):
+            address = ATTACKERS[k % len(ATTACKERS)]
+            resp = await h.request(
+                "POST", "/api/execute", {"code": "print(1)"}, headers=as_client(address)
+            )
+            assert resp.status == 201, resp
+            ids.append(resp.body["sessionId"])
+        loud = []
+        for _ in range(3):  # the learner, while the attacker's starts wait their pace
+            await asyncio.sleep(0.5)
+            latency, output, status = await learner(h, "print('hi')")
+            assert output == "hi\r\n" and status == "ok", (output, status)
+            loud.append(latency)
+        for session_id in ids:
+            body = await h.wait_finished(session_id, timeout=60)
+            assert body["result"]["status"] == "ok", body
+        assert runtime.pool is not None
+        times = sorted(started[s] for s in ids)
+        print(f"\nattacker starts at {[round(t - times[0], 2) for t in times]} s")
+        # Its first asks are not yet heavy (its score under `after`), then the pacer's
+        # one saved token; the rest one per 1/rate seconds (less a margin for a busy
+        # machine's clock). Unpaced, all of them start within a second or two.
+        paced = asked - after - 1
+        assert runtime.pool.pacer.paced >= paced
+        assert times[-1] - times[0] >= 0.8 * paced / rate, times
+        assert max(loud) <= 1.5, loud

@@ -11,9 +11,11 @@ it stops.
 How many it keeps ready follows demand (codex.runtime.docker.demand): a floor, more
 ahead of a class, back to the floor once it is gone. The pool is shared by every
 learner, so no one may empty it for everyone (codex.runtime.docker.share): those its
-share rule refuses start cold, through the engine gate's fair queue. When the pool is
-empty but refills are on their way, a taker waits for the next one (one waiter per
-refill in flight) rather than add a cold start to the engine's queue.
+share rule refuses start cold, through the engine gate's fair queue, and a network
+asking for far more than a class would is held to a pace, warm or cold
+(codex.runtime.docker.pace). When the pool is empty but refills are on their way, a
+taker waits for the next one (one waiter per refill in flight) rather than add a cold
+start to the engine's queue.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from collections.abc import Awaitable, Callable
 from typing import Generic, Protocol, TypeVar
 
 from codex.runtime.docker.demand import Demand
+from codex.runtime.docker.gate import share_group
+from codex.runtime.docker.pace import Pacer
 from codex.runtime.docker.share import ShareRule
 from codex.tasks import Tasks
 
@@ -67,6 +71,8 @@ class ContainerPool(Generic[P]):
         size: int,
         share_window: float = 0.0,
         demand: Demand | None = None,
+        pacer: Pacer | None = None,
+        paced_after: float = 40,
     ) -> None:
         self.runtime = runtime
         self.size = size
@@ -77,6 +83,9 @@ class ContainerPool(Generic[P]):
         self.refused = 0  # takes turned to cold starts by the share rule
         self.target_size = size  # what the pool is filling to now (demand's target)
         self.rule = ShareRule(share_window)
+        # What the rule turns away starts cold, paced per network (pace.py).
+        self.pacer = pacer or Pacer(0.0, 1)
+        self.paced_after = paced_after  # asks lately (the rule's score) that make it heavy
         # Takers waiting for a refill in flight, first come first served.
         self._waiters: deque[asyncio.Future[P | None]] = deque()
         # How many more containers may exist now (the global cap minus running ones).
@@ -132,8 +141,15 @@ class ContainerPool(Generic[P]):
 
     async def acquire(self, client: str = "local") -> P | None:
         """As take(), but when the pool is empty and refills are on their way, wait
-        for the next one (None: start one cold). Returns at once on a hit."""
-        now = self._ask(client)
+        for the next one (None: start one cold). Returns at once on a hit, unless
+        `client`'s network is asking for far more than a class would while others ask
+        too: then it waits first for the network's pace (pace.py), hit or cold alike,
+        since either costs the engine a container's life."""
+        asked = time.monotonic()
+        self.rule.asked(client, asked)  # its demand counts, paced or not
+        if self.rule.heavy(client, asked, self.paced_after):
+            await self.pacer.turn(share_group(client))
+        now = self._ask(client, counted=True)
         if now is None:
             return self._counted(None)
         execution = self._pop_alive()
@@ -144,11 +160,11 @@ class ContainerPool(Generic[P]):
             execution = await self._wait_for_refill()
         return self._counted(execution)
 
-    def _ask(self, client: str) -> float | None:
+    def _ask(self, client: str, *, counted: bool = False) -> float | None:
         """The time of this ask, or None when the share rule turns it away."""
         self._wake.set()
         now = time.monotonic()
-        if self.rule.may_take(client, now, len(self._ready), self.target_size):
+        if self.rule.may_take(client, now, len(self._ready), self.target_size, counted=counted):
             self.demand.asked(now)
             return now
         # Not counted as demand: a network taking more than its share (churn from one

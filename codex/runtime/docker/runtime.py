@@ -34,6 +34,7 @@ from codex.runtime.docker.labels import (
     labelled_uids,
 )
 from codex.runtime.docker.owner import identity
+from codex.runtime.docker.pace import Pacer
 from codex.runtime.docker.pool import POOL_LANE, ContainerPool
 from codex.runtime.docker.reaper import Reaper
 from codex.runtime.docker.uids import UidAllocator
@@ -49,7 +50,10 @@ def _pool(runtime: DockerRuntime, s: Settings) -> ContainerPool[DockerExecution]
     if s.pool_size <= 0:
         return None
     demand = Demand(s.pool_size, s.pool_max, s.pool_memory_mb << 20, s.pool_linger)
-    return ContainerPool(runtime, s.pool_size, s.pool_share_window, demand)
+    pacer = Pacer(s.pool_paced_rate, 1)
+    return ContainerPool(
+        runtime, s.pool_size, s.pool_share_window, demand, pacer, s.pool_paced_after
+    )
 
 
 def _adopt(api: docker.APIClient, container_id: str, session_id: str) -> None:

@@ -34,11 +34,9 @@ class ShareRule:
             takes = self._took[client] = deque(maxlen=MAX_COUNTED_TAKES)
         takes.append(now)
 
-    def may_take(self, client: str, now: float, ready: int, size: int) -> bool:
-        """May `client` take one of `ready` sandboxes of a pool filling to `size`?
-        Records the ask."""
+    def asked(self, client: str, now: float) -> None:
+        """Count an ask (may_take counts its own): demand, granted or not."""
         client = share_group(client)
-        window = self.window
         self._asked[client] = now
         self._asked.move_to_end(client)
         asks = self._asks.get(client)
@@ -46,11 +44,30 @@ class ShareRule:
             asks = self._asks[client] = deque(maxlen=MAX_COUNTED_TAKES)
         asks.append(now)
         while self._asked and (
-            len(self._asked) > REMEMBERED_TAKERS or next(iter(self._asked.values())) < now - window
+            len(self._asked) > REMEMBERED_TAKERS
+            or next(iter(self._asked.values())) < now - self.window
         ):
             gone, _ = self._asked.popitem(last=False)
             self._took.pop(gone, None)
             self._asks.pop(gone, None)
+
+    def heavy(self, client: str, now: float, asks: float) -> bool:
+        """Has `client`'s network asked for `asks` or more sandboxes lately (its score)
+        while other networks asked too? More than a class pressing Run together."""
+        group = share_group(client)
+        return len(self._asked) > 1 and group in self._asked and self.score(group, now) >= asks
+
+    def may_take(
+        self, client: str, now: float, ready: int, size: int, *, counted: bool = False
+    ) -> bool:
+        """May `client` take one of `ready` sandboxes of a pool filling to `size`?
+        Counts the ask, unless `counted` (asked() already did)."""
+        if not counted:
+            self.asked(client, now)
+        return self._decide(share_group(client), now, ready, size)
+
+    def _decide(self, client: str, now: float, ready: int, size: int) -> bool:
+        window = self.window
         if window <= 0:
             return True
         takes = self._took.get(client)
