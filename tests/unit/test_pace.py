@@ -207,3 +207,19 @@ def test_a_learner_never_waits_nor_a_class_nor_a_network_alone() -> None:
         assert pool.pacer.paced == 0
 
     run(scenario())
+
+
+def test_no_pace_without_a_share_rule() -> None:
+    from codex.runtime.docker.pool import ContainerPool
+
+    async def scenario() -> None:
+        t = Time()
+        pool: ContainerPool[Any] = ContainerPool(None, 4, 0.0)  # type: ignore[arg-type]
+        pool.pacer = pacer(t, rate=1.0, burst=1)
+        pool.paced_after = 1
+        for k in range(20):
+            await asyncio.wait_for(pool.acquire("198.51.100.9"), 1)
+            await asyncio.wait_for(pool.acquire(f"203.0.113.{k}"), 1)
+        assert pool.pacer.paced == 0
+
+    run(scenario())

@@ -54,6 +54,8 @@ class ShareRule:
     def heavy(self, client: str, now: float, asks: float) -> bool:
         """Has `client`'s network asked for `asks` or more sandboxes lately (its score)
         while other networks asked too? More than a class pressing Run together."""
+        if self.window <= 0:
+            return False  # no share rule, no score (and no pace)
         group = share_group(client)
         return len(self._asked) > 1 and group in self._asked and self.score(group, now) >= asks
 
