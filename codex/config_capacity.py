@@ -48,6 +48,11 @@ class CapacitySettings:
         "ages, time constant pool_share_window / 5) beyond which a network is paced; "
         "a class behind one address pressing Run together stays under it.",
     )
+    pool_paced_after_learner: int = setting(
+        10,
+        "pool_paced_after for a learner signed in with a token (identity on): the key is "
+        "then one person, not a network, who never presses Run for a class.",
+    )
     pool_max: int = setting(
         48,
         "The pool's ceiling (at least pool_size): it grows ahead of demand (pages open "

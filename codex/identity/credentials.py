@@ -24,11 +24,18 @@ MAX_CREDENTIAL_CHARS = 8192  # longer than any key or token a host mints
 ASYMMETRIC = ["RS256", "ES256"]
 
 
+LEARNER = "sub:"  # the subject of a learner's token: one person, never a class
+
+
+def is_learner(subject: str) -> bool:
+    return subject.startswith(LEARNER)
+
+
 @dataclass(frozen=True)
 class Identity:
     """Who: ``subject`` keys their budgets and owns their sessions."""
 
-    subject: str  # "sub:<sub>" for a learner, "key:<digest prefix>" for an API key
+    subject: str  # LEARNER + <sub> for a learner, "key:<digest prefix>" for an API key
     time_limit: float | None = None
     memory_limit_mb: int | None = None
     executions_per_minute: int | None = None
@@ -127,7 +134,7 @@ def _identity(claims: dict[str, Any], time_cap: float, memory_cap: int) -> Ident
     memory = _lower(limits.get("memoryLimitMb"), memory_cap)
     per_minute = _lower(limits.get("executionsPerMinute"), None)
     return Identity(
-        "sub:" + sub,
+        LEARNER + sub,
         time_limit=_lower(limits.get("timeLimit"), time_cap),
         memory_limit_mb=int(memory) if memory is not None else None,
         executions_per_minute=int(per_minute) if per_minute is not None else None,

@@ -65,6 +65,20 @@ def count_creates(runtime: DockerRuntime) -> list[str | None]:
     return created
 
 
+def record_starts(runtime: DockerRuntime) -> dict[str, float]:
+    """When each session's start (warm or cold) returned, by session id."""
+    started: dict[str, float] = {}
+    real = runtime.start
+
+    async def start(spec: Any) -> Any:
+        execution = await real(spec)
+        started[spec.session_id] = time.monotonic()
+        return execution
+
+    runtime.start = start  # type: ignore[method-assign]
+    return started
+
+
 async def wait_pool_full(h: Harness, timeout: float = 20) -> None:
     pool = runtime_of(h).pool
     assert pool is not None
@@ -229,15 +243,7 @@ async def test_a_network_turned_away_again_and_again_is_paced() -> None:
         await wait_pool_full(h)
         latency, output, status = await learner(h, "print('hi')")  # another network asked
         assert output == "hi\r\n" and status == "ok"
-        started: dict[str, float] = {}
-        real = runtime.start
-
-        async def start(spec: Any) -> Any:
-            execution = await real(spec)
-            started[spec.session_id] = time.monotonic()
-            return execution
-
-        runtime.start = start  # type: ignore[method-assign]
+        started = record_starts(runtime)
         ids = []
         for k in range(asked):
             address = ATTACKERS[k % len(ATTACKERS)]
@@ -265,3 +271,49 @@ async def test_a_network_turned_away_again_and_again_is_paced() -> None:
         assert runtime.pool.pacer.paced >= paced
         assert times[-1] - times[0] >= 0.8 * paced / rate, times
         assert max(loud) <= 1.5, loud
+
+
+async def test_with_identity_a_learner_is_paced_and_her_neighbour_behind_one_address_not() -> None:
+    """Identity on: the key is the learner. Mallory asks for far more than one person
+    would (pool_paced_after_learner) from the same address as Ada; Mallory's starts
+    come at pool_paced_rate, Ada's are not delayed."""
+    import jwt
+
+    secret = "a-long-enough-secret-for-hs256-tokens!!"
+
+    def bearer(sub: str) -> dict[str, str]:
+        claims = {"sub": sub, "exp": int(time.time()) + 600}
+        return {"Authorization": f"Bearer {jwt.encode(claims, secret, 'HS256')}"}
+
+    rate, after, asked = 0.5, 4, 9
+    async with running_app(
+        **settings(pool_size=2, pool_paced_rate=rate, pool_paced_after_learner=after),
+        token_secret=secret,
+        max_sessions_per_ip=64,
+    ) as h:
+        runtime = runtime_of(h)
+        await wait_pool_full(h)
+        ada, mallory = bearer("ada"), bearer("mallory")
+
+        async def run(who: dict[str, str]) -> float:
+            t0 = time.monotonic()
+            resp = await h.request(
+                "POST", "/api/execute?wait=true", {"code": "print('hi')"}, headers=who
+            )
+            assert resp.status == 200 and resp.body["output"] == "hi\r\n", resp
+            return time.monotonic() - t0
+
+        await run(ada)  # another learner asked
+        started = record_starts(runtime)
+        flood = asyncio.gather(*(run(mallory) for _ in range(asked)))
+        loud = []
+        for _ in range(3):
+            await asyncio.sleep(0.5)
+            loud.append(await run(ada))
+        await flood
+        assert len(started) == asked + 3
+        times = sorted(started.values())  # Ada's three starts are among them: not paced
+        print(f"\nstarts at {[round(t - times[0], 2) for t in times]} s; ada {loud}")
+        paced = asked - after - 1
+        assert times[-1] - times[0] >= 0.8 * paced / rate, times
+        assert max(loud) <= 2.0, loud

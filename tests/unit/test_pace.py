@@ -163,7 +163,7 @@ def test_a_network_asking_far_more_than_others_waits_for_its_pace() -> None:
         t = Time()
         pool: ContainerPool[Any] = ContainerPool(None, 4, 10.0)  # type: ignore[arg-type]
         pool.pacer = pacer(t, rate=1.0, burst=1)
-        pool.paced_after = 3
+        pool.paced_after = lambda client: 3
         for _ in range(4):
             pool._ready.append(Warm())
         assert await pool.acquire("198.51.100.9") is not None  # another network asks
@@ -216,7 +216,7 @@ def test_no_pace_without_a_share_rule() -> None:
         t = Time()
         pool: ContainerPool[Any] = ContainerPool(None, 4, 0.0)  # type: ignore[arg-type]
         pool.pacer = pacer(t, rate=1.0, burst=1)
-        pool.paced_after = 1
+        pool.paced_after = lambda client: 1
         for k in range(20):
             await asyncio.wait_for(pool.acquire("198.51.100.9"), 1)
             await asyncio.wait_for(pool.acquire(f"203.0.113.{k}"), 1)

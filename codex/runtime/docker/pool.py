@@ -72,7 +72,7 @@ class ContainerPool(Generic[P]):
         share_window: float = 0.0,
         demand: Demand | None = None,
         pacer: Pacer | None = None,
-        paced_after: float = 40,
+        paced_after: Callable[[str], float] = lambda client: 40,
     ) -> None:
         self.runtime = runtime
         self.size = size
@@ -85,7 +85,8 @@ class ContainerPool(Generic[P]):
         self.rule = ShareRule(share_window)
         # What the rule turns away starts cold, paced per network (pace.py).
         self.pacer = pacer or Pacer(0.0, 1)
-        self.paced_after = paced_after  # asks lately (the rule's score) that make it heavy
+        # The asks lately (the rule's score) that make a client's network heavy.
+        self.paced_after = paced_after
         # Takers waiting for a refill in flight, first come first served.
         self._waiters: deque[asyncio.Future[P | None]] = deque()
         # How many more containers may exist now (the global cap minus running ones).
@@ -147,7 +148,7 @@ class ContainerPool(Generic[P]):
         since either costs the engine a container's life."""
         asked = time.monotonic()
         self.rule.asked(client, asked)  # its demand counts, paced or not
-        if self.rule.heavy(client, asked, self.paced_after):
+        if self.rule.heavy(client, asked, self.paced_after(client)):
             await self.pacer.turn(share_group(client))
         now = self._ask(client, counted=True)
         if now is None:

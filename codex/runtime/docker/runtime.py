@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import docker
 import docker.errors
 from codex.config import Settings
+from codex.identity.credentials import is_learner
 from codex.runtime.base import ExecSpec, Execution, Readiness, Runtime
 from codex.runtime.docker import engine, hardening
 from codex.runtime.docker.demand import Demand
@@ -51,9 +52,12 @@ def _pool(runtime: DockerRuntime, s: Settings) -> ContainerPool[DockerExecution]
         return None
     demand = Demand(s.pool_size, s.pool_max, s.pool_memory_mb << 20, s.pool_linger)
     pacer = Pacer(s.pool_paced_rate, 1)
-    return ContainerPool(
-        runtime, s.pool_size, s.pool_share_window, demand, pacer, s.pool_paced_after
-    )
+
+    def paced_after(client: str) -> float:
+        # A learner signed in is one person: no class's burst to leave room for.
+        return s.pool_paced_after_learner if is_learner(client) else s.pool_paced_after
+
+    return ContainerPool(runtime, s.pool_size, s.pool_share_window, demand, pacer, paced_after)
 
 
 def _adopt(api: docker.APIClient, container_id: str, session_id: str) -> None:
