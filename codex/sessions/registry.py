@@ -89,6 +89,10 @@ class SessionRegistry:
         )
         self.trusted_proxies = parse_networks(settings.trusted_proxies)
         self._sessions: dict[str, Session] = {}
+        # Admitted and not finished, counted as they come and go: a create must not
+        # walk every finished session kept for replay (thousands under churn).
+        self._live: set[str] = set()
+        self._live_per_client: Counter[str] = Counter()
         self.waitlist: Waitlist[Session] = Waitlist(settings.queue_max)  # beyond max_sessions
         # Socket.IO connections and terminal WebSockets open now, per client address.
         self.open_clients: Counter[str] = Counter()
@@ -102,7 +106,18 @@ class SessionRegistry:
     @property
     def running(self) -> int:
         """Executions that hold a slot (queued ones wait for one)."""
-        return sum(1 for s in self._sessions.values() if not s.finished) - len(self.waitlist)
+        return len(self._live) - len(self.waitlist)
+
+    def _count_in(self, session: Session) -> None:
+        self._live.add(session.id)
+        self._live_per_client[session.client] += 1
+
+    def _count_out(self, session: Session) -> None:
+        if session.id in self._live:
+            self._live.discard(session.id)
+            self._live_per_client[session.client] -= 1
+            if self._live_per_client[session.client] <= 0:
+                del self._live_per_client[session.client]
 
     def get(self, session_id: object) -> Session:
         session = self._sessions.get(session_id) if isinstance(session_id, str) else None
@@ -173,9 +188,7 @@ class SessionRegistry:
         ready = await self.runtime.readiness()
         if not ready.ready:
             raise RuntimeUnavailable(f"Programs cannot run now: {ready.reason}.")
-        mine = sum(
-            1 for x in self._sessions.values() if not x.finished and x.client == session.client
-        )
+        mine = self._live_per_client[session.client]
         try:
             wait = check_room(
                 self.settings,
@@ -188,6 +201,7 @@ class SessionRegistry:
             self.limiter.rejections += 1
             raise
         self._sessions[session.id] = session  # counts from here on
+        self._count_in(session)
         if self.cluster is not None:
             try:
                 await self.cluster.record(session.id, self._record(session, RUNNING))
@@ -195,6 +209,7 @@ class SessionRegistry:
                 # A Redis failure must not leave a session that holds capacity and
                 # never runs.
                 del self._sessions[session.id]
+                self._count_out(session)
                 raise Unavailable(f"The shared session directory failed: {exc}") from exc
         return wait
 
@@ -222,6 +237,7 @@ class SessionRegistry:
                 waiting.queued(position)
 
     def _finished(self, session: Session) -> None:
+        self._count_out(session)
         if self.waitlist.discard(session.id):  # cancelled while it waited
             for position, waiting in self.waitlist.positions():
                 waiting.queued(position)

@@ -120,3 +120,43 @@ def test_a_drain_cancels_the_queue_at_once_and_starts_none_of_it(fake: FakeRunti
         assert len(fake.specs) == 1
 
     run(scenario)
+
+
+def test_running_and_each_address_count_follow_sessions_in_and_out(fake: FakeRuntime) -> None:
+    """Counted as sessions come and go, not by walking every session kept: the counts
+    always equal what a walk would find, finished sessions kept or not."""
+
+    def walked(reg: Any, client: str | None = None) -> int:
+        return sum(
+            1
+            for s in reg._sessions.values()
+            if not s.finished and (client is None or s.client == client)
+        ) - (len(reg.waitlist) if client is None else 0)
+
+    async def scenario() -> None:
+        reg = registry(fake, max_sessions=2, max_sessions_per_ip=2, queue_max=10)
+        for _ in range(30):  # churn: created and cancelled, each kept for replay
+            s = await reg.create(ExecuteRequest(CODE), client="10.0.0.1")
+            assert reg.running == walked(reg) and reg.running >= 1
+            s.cancel()
+            await finished(s)
+            assert reg.running == walked(reg)
+        broken = await reg.create(ExecuteRequest("def ("), client="10.0.0.1")
+        assert broken.finished and reg.running == 0 == walked(reg)
+        a = await reg.create(ExecuteRequest(CODE), client="10.0.0.1")
+        b = await reg.create(ExecuteRequest(CODE), client="10.0.0.1")
+        with pytest.raises(RateLimited):  # the address's two are live: the cap holds
+            await reg.create(ExecuteRequest(CODE), client="10.0.0.1")
+        c = await reg.create(ExecuteRequest(CODE), client="10.0.1.1")
+        assert c.state == QUEUED and reg.running == 2 == walked(reg)
+        assert reg._live_per_client["10.0.0.1"] == 2 == walked(reg, "10.0.0.1")
+        for s in (a, b, c):
+            s.cancel()
+            await finished(s)
+        assert reg.running == 0 and not reg._live_per_client
+        last = await reg.create(ExecuteRequest(CODE), client="10.0.0.1")
+        assert reg.running == 1
+        last.cancel()
+        await finished(last)
+
+    run(scenario)
