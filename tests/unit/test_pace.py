@@ -223,3 +223,17 @@ def test_no_pace_without_a_share_rule() -> None:
         assert pool.pacer.paced == 0
 
     run(scenario())
+
+
+def test_a_paced_network_is_logged_once_a_bout(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        t = Time()
+        p = pacer(t, rate=2.0, burst=1)
+        tasks = [asyncio.ensure_future(p.turn("203.0.113.0/24")) for _ in range(5)]
+        for _ in range(5):
+            await t.advance(0.5)
+        await asyncio.gather(*tasks)
+
+    with caplog.at_level("WARNING", logger="codex.runtime.docker.pace"):
+        run(scenario())
+    assert [r.getMessage() for r in caplog.records] == ["pacing 203.0.113.0/24: 2 starts a second"]

@@ -21,14 +21,17 @@ costs nothing, not even its token.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-# Buckets remembered; beyond that the fullest-longest (least recently used) is
-# forgotten, which gives its network a full bucket again.
+# Buckets remembered; beyond that the least recently used idle one is forgotten, which
+# gives its network a full bucket again.
 REMEMBERED = 4096
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -36,6 +39,7 @@ class _Bucket:
     tokens: float
     at: float  # when `tokens` was counted
     waiting: int = 0  # starts holding or queued for the lock
+    told: bool = False  # the log has said this network is paced
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # FIFO: starts in order
 
 
@@ -49,7 +53,7 @@ class Pacer:
     ) -> None:
         self.rate = rate  # tokens a second (0 or less: no pacing)
         self.burst = max(1, burst)
-        self.paced = 0  # starts that had to wait (for metrics and tests)
+        self.paced = 0  # starts that had to wait (for tests and figures)
         self._clock = clock
         self._sleep = sleep
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
@@ -66,6 +70,9 @@ class Pacer:
                 wait = self._take(bucket)
                 if wait > 0:
                     self.paced += 1
+                    if not bucket.told:  # once per bout: it is forgotten when calm
+                        bucket.told = True
+                        log.warning("pacing %s: %.3g starts a second", key, self.rate)
                 while wait > 0:
                     await self._sleep(wait)
                     wait = self._take(bucket)

@@ -83,7 +83,7 @@ class ContainerPool(Generic[P]):
         self.refused = 0  # takes turned to cold starts by the share rule
         self.target_size = size  # what the pool is filling to now (demand's target)
         self.rule = ShareRule(share_window)
-        # What the rule turns away starts cold, paced per network (pace.py).
+        # A network asking for far more than a class would waits for its pace.
         self.pacer = pacer or Pacer(0.0, 1)
         # The asks lately (the rule's score) that make a client's network heavy.
         self.paced_after = paced_after
