@@ -67,6 +67,7 @@ class Metrics:
             {
                 "codex_pool_hits": "Executions started from the pool.",
                 "codex_pool_misses": "Executions that found the pool empty.",
+                "codex_pool_paced": "Starts that waited for their network's pace.",
                 "codex_rate_limited": "Requests refused by the rate limiter.",
             }
         )
@@ -75,7 +76,7 @@ class Metrics:
     def watch(
         self,
         active: Callable[[], float],
-        pool: Callable[[], tuple[int, int, int]],
+        pool: Callable[[], tuple[int, int, int, int]],
         rate_limited: Callable[[], float],
     ) -> None:
         """Gauges and counters read at scrape time from the parts that own the numbers."""
@@ -83,6 +84,7 @@ class Metrics:
         self.pool_ready.set_function(lambda: pool()[0])
         self.counts.reads["codex_pool_hits"] = lambda: pool()[1]
         self.counts.reads["codex_pool_misses"] = lambda: pool()[2]
+        self.counts.reads["codex_pool_paced"] = lambda: pool()[3]
         self.counts.reads["codex_rate_limited"] = rate_limited
 
     def render(self) -> bytes:

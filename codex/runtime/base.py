@@ -268,9 +268,9 @@ class Runtime(abc.ABC):
         """How many pages are open without a running program: Runs that may come
         any moment (for a runtime that keeps spares ahead of demand)."""
 
-    def pool_stats(self) -> tuple[int, int, int]:
-        """(ready, hits, misses) of the runtime's pool; zeros without one."""
-        return (0, 0, 0)
+    def pool_stats(self) -> tuple[int, int, int, int]:
+        """(ready, hits, misses, paced starts) of the runtime's pool; zeros without one."""
+        return (0, 0, 0, 0)
 
     async def reap_dead_peers(self, live: set[str]) -> None:  # noqa: B027
         """Remove sandboxes of other instances not in `live` (shared engine only)."""

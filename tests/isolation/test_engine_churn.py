@@ -10,6 +10,7 @@ container.
 from __future__ import annotations
 
 import asyncio
+import re
 import statistics
 import threading
 import time
@@ -271,6 +272,9 @@ async def test_a_network_turned_away_again_and_again_is_paced() -> None:
         assert runtime.pool.pacer.paced >= paced
         assert times[-1] - times[0] >= 0.8 * paced / rate, times
         assert max(loud) <= 1.5, loud
+        metrics = await h.request("GET", "/metrics")
+        counted = re.search(r"^codex_pool_paced_total (\S+)$", metrics.body, re.M)
+        assert counted and float(counted.group(1)) >= paced, metrics.body[:2000]
 
 
 async def test_with_identity_a_learner_is_paced_and_her_neighbour_behind_one_address_not() -> None:

@@ -31,13 +31,14 @@ async def test_metrics_counts_are_counters_named_total() -> None:
         resp = await h.request("GET", "/metrics")
     text = resp.body
     families = {f.name: f for f in text_string_to_metric_families(text)}
-    for name in ("codex_pool_hits", "codex_pool_misses", "codex_rate_limited"):
+    for name in ("codex_pool_hits", "codex_pool_misses", "codex_pool_paced", "codex_rate_limited"):
         assert families[name].type == "counter", name
         assert f"# TYPE {name}_total counter" in text, name
         assert re.search(rf"^{name} ", text, re.M) is None, name  # the old gauge is gone
     values = {s.name: s.value for f in families.values() for s in f.samples}
     assert values["codex_rate_limited_total"] == 1
     assert values["codex_pool_hits_total"] == values["codex_pool_misses_total"] == 0
+    assert values["codex_pool_paced_total"] == 0
     # Every counter is exposed as <name>_total; gauges are levels, never "since start".
     for family in families.values():
         if family.type == "counter":

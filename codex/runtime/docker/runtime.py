@@ -166,10 +166,10 @@ class DockerRuntime(Runtime):
         if self.pool is not None:
             self.pool.demand.idle_clients = idle_clients
 
-    def pool_stats(self) -> tuple[int, int, int]:
+    def pool_stats(self) -> tuple[int, int, int, int]:
         if self.pool is None:
-            return (0, 0, 0)
-        return (self.pool.ready, self.pool.hits, self.pool.misses)
+            return (0, 0, 0, 0)
+        return (self.pool.ready, self.pool.hits, self.pool.misses, self.pool.pacer.paced)
 
     async def reap_dead_peers(self, live: set[str]) -> None:
         if not self.cluster_label:
