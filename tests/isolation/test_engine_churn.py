@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any
 
+import jwt
 import pytest
 
 from codex.runtime.docker.runtime import DockerRuntime
@@ -232,7 +233,7 @@ def runtime_of_any(h: Harness) -> DockerRuntime:
     return h.app.runtime
 
 
-async def test_a_network_turned_away_again_and_again_is_paced() -> None:
+async def test_a_network_asking_far_more_than_a_class_is_paced() -> None:
     """A network asking for more than pool_paced_after while another network asks:
     its starts, warm or cold, come at pool_paced_rate; each still runs to its end,
     and the learner at the other network is not paced meanwhile."""
@@ -281,8 +282,6 @@ async def test_with_identity_a_learner_is_paced_and_her_neighbour_behind_one_add
     """Identity on: the key is the learner. Mallory asks for far more than one person
     would (pool_paced_after_learner) from the same address as Ada; Mallory's starts
     come at pool_paced_rate, Ada's are not delayed."""
-    import jwt
-
     secret = "a-long-enough-secret-for-hs256-tokens!!"
 
     def bearer(sub: str) -> dict[str, str]:
