@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from codex.runtime.docker import pace
+from codex.runtime.docker import pool as pool_module
 from codex.runtime.docker.pace import Pacer
+from codex.runtime.docker.pool import ContainerPool
+from tests.unit.test_gate import Warm
 
 
 class Time:
@@ -148,24 +152,22 @@ def test_buckets_refilled_are_forgotten_and_their_count_is_bounded(
     run(scenario())
 
 
-# -- the pool paces a network its share rule turned away ---------------------------------
+# -- the pool paces a network asking far more than a class would -------------------------
 
 
-class Warm:
-    def alive(self) -> bool:
-        return True
+def paced_pool(t: Time, after: float, window: float = 10.0, ready: int = 0) -> ContainerPool[Any]:
+    """A pool of `ready` sandboxes whose pacer runs on `t`: 1 start a second, one saved."""
+    pool: ContainerPool[Any] = ContainerPool(None, 4, window)  # type: ignore[arg-type]
+    pool.pacer = pacer(t, rate=1.0, burst=1)
+    pool.paced_after = lambda client: after
+    pool._ready.extend(Warm() for _ in range(ready))
+    return pool
 
 
 def test_a_network_asking_far_more_than_others_waits_for_its_pace() -> None:
-    from codex.runtime.docker.pool import ContainerPool
-
     async def scenario() -> None:
         t = Time()
-        pool: ContainerPool[Any] = ContainerPool(None, 4, 10.0)  # type: ignore[arg-type]
-        pool.pacer = pacer(t, rate=1.0, burst=1)
-        pool.paced_after = lambda client: 3
-        for _ in range(4):
-            pool._ready.append(Warm())
+        pool = paced_pool(t, after=3, ready=4)
         assert await pool.acquire("198.51.100.9") is not None  # another network asks
         # Until its score reaches paced_after it is not paced; then its one saved token
         # lets one more through, hit or cold; then a start waits, whatever the pool has.
@@ -191,12 +193,9 @@ def test_a_network_asking_far_more_than_others_waits_for_its_pace() -> None:
 
 
 def test_a_learner_never_waits_nor_a_class_nor_a_network_alone() -> None:
-    from codex.runtime.docker.pool import ContainerPool
-
     async def scenario() -> None:
         t = Time()
-        pool: ContainerPool[Any] = ContainerPool(None, 4, 10.0)  # type: ignore[arg-type]
-        pool.pacer = pacer(t, rate=1.0, burst=1)  # paced_after: the default, 40
+        pool = paced_pool(t, after=40)  # the default of pool_paced_after
         for _ in range(60):  # alone on the server: nobody to be fair to
             assert await asyncio.wait_for(pool.acquire("203.0.113.1"), 1) is None
         for _ in range(4):  # another network's learner, now and then
@@ -209,14 +208,14 @@ def test_a_learner_never_waits_nor_a_class_nor_a_network_alone() -> None:
     run(scenario())
 
 
-def test_no_pace_without_a_share_rule() -> None:
-    from codex.runtime.docker.pool import ContainerPool
+def test_no_pace_without_a_share_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every ask in the same instant: with no window, every network stays "asking now",
+    # and a score (time constant window / 5 = 0) must never be computed.
+    monkeypatch.setattr(pool_module, "time", SimpleNamespace(monotonic=lambda: 1000.0))
 
     async def scenario() -> None:
         t = Time()
-        pool: ContainerPool[Any] = ContainerPool(None, 4, 0.0)  # type: ignore[arg-type]
-        pool.pacer = pacer(t, rate=1.0, burst=1)
-        pool.paced_after = lambda client: 1
+        pool = paced_pool(t, after=1, window=0.0)
         for k in range(20):
             await asyncio.wait_for(pool.acquire("198.51.100.9"), 1)
             await asyncio.wait_for(pool.acquire(f"203.0.113.{k}"), 1)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -72,7 +73,7 @@ class ContainerPool(Generic[P]):
         share_window: float = 0.0,
         demand: Demand | None = None,
         pacer: Pacer | None = None,
-        paced_after: Callable[[str], float] = lambda client: 40,
+        paced_after: Callable[[str], float] = lambda client: math.inf,
     ) -> None:
         self.runtime = runtime
         self.size = size
@@ -85,7 +86,8 @@ class ContainerPool(Generic[P]):
         self.rule = ShareRule(share_window)
         # A network asking for far more than a class would waits for its pace.
         self.pacer = pacer or Pacer(0.0, 1)
-        # The asks lately (the rule's score) that make a client's network heavy.
+        # The asks lately (the rule's score) that make a client's network heavy (the
+        # runtime's settings; by default none do).
         self.paced_after = paced_after
         # Takers waiting for a refill in flight, first come first served.
         self._waiters: deque[asyncio.Future[P | None]] = deque()
