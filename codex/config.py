@@ -245,6 +245,7 @@ def _check_scheduling(s: Settings) -> None:
     _need(s.pool_paced_rate >= 0, "pool_paced_rate", "must be 0 or more")
     _need(s.pool_paced_after >= 1, "pool_paced_after", "must be at least 1")
     _need(s.pool_paced_after_learner >= 1, "pool_paced_after_learner", "must be at least 1")
+    _need(s.pool_paced_waiting >= 1, "pool_paced_waiting", "must be at least 1")
     _need(s.pool_memory_mb >= 0, "pool_memory_mb", "must be 0 or more")
     _need(s.pool_linger >= 0, "pool_linger", "must be 0 or more")
     _need(s.queue_max >= 0, "queue_max", "must be 0 or more")

@@ -53,6 +53,12 @@ class CapacitySettings:
         "pool_paced_after for a learner signed in with a token (identity on): the key is "
         "then one person, not a network, who never presses Run for a class.",
     )
+    pool_paced_waiting: int = setting(
+        4,
+        "Starts of a paced network that may wait for their turn at once; beyond that "
+        "its new executions are refused (429 with Retry-After), so that the few "
+        "addresses of one network cannot fill max_sessions with waiting starts.",
+    )
     pool_max: int = setting(
         48,
         "The pool's ceiling (at least pool_size): it grows ahead of demand (pages open "

@@ -268,6 +268,10 @@ class Runtime(abc.ABC):
         """How many pages are open without a running program: Runs that may come
         any moment (for a runtime that keeps spares ahead of demand)."""
 
+    def admit(self, client: str) -> None:  # noqa: B027 (optional hook)
+        """Raise RateLimited if `client` may not start another execution now (for a
+        runtime that paces networks asking for far more than others)."""
+
     def pool_stats(self) -> tuple[int, int, int, int]:
         """(ready, hits, misses, paced starts) of the runtime's pool; zeros without one."""
         return (0, 0, 0, 0)

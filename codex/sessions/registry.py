@@ -197,6 +197,7 @@ class SessionRegistry:
                 mine=mine,
                 queued=len(self.waitlist),
             )
+            self.runtime.admit(session.client)  # a paced network's queue may be full
         except RateLimited:
             self.limiter.rejections += 1
             raise

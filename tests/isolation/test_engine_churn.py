@@ -239,7 +239,9 @@ async def test_a_network_asking_far_more_than_a_class_is_paced() -> None:
     and the learner at the other network is not paced meanwhile."""
     rate, after, asked = 0.5, 2, 8
     async with running_app(
-        **settings(pool_size=2, pool_paced_rate=rate, pool_paced_after=after)
+        **settings(
+            pool_size=2, pool_paced_rate=rate, pool_paced_after=after, pool_paced_waiting=asked
+        )
     ) as h:
         runtime = runtime_of(h)
         await wait_pool_full(h)
@@ -278,6 +280,51 @@ async def test_a_network_asking_far_more_than_a_class_is_paced() -> None:
         assert counted and float(counted.group(1)) >= paced, metrics.body[:2000]
 
 
+async def test_a_paced_network_cannot_fill_max_sessions_with_waiting_starts() -> None:
+    """Beyond pool_paced_waiting starts waiting for their pace, the network's new
+    executions are refused (429, Retry-After) instead of each holding a place in
+    max_sessions; a learner of another network still starts at once, not queued."""
+    rate, after, queue, tried = 0.5, 2, 3, 14
+    async with running_app(
+        **settings(
+            pool_size=2,
+            pool_paced_rate=rate,
+            pool_paced_after=after,
+            pool_paced_waiting=queue,
+            max_sessions=12,
+        )
+    ) as h:
+        await wait_pool_full(h)
+        await learner(h, "print('hi')")  # another network asked
+        admitted: list[tuple[str, str]] = []
+        refused = []
+        for k in range(tried):
+            address = ATTACKERS[k % len(ATTACKERS)]
+            resp = await h.request(
+                "POST", "/api/execute", {"code": HOLD}, headers=as_client(address)
+            )
+            if resp.status == 201:
+                admitted.append((resp.body["sessionId"], address))
+            else:
+                assert resp.status == 429 and resp.body["code"] == "rate_limited", resp
+                refused.append(int(resp.headers["Retry-After"]))
+            await asyncio.sleep(0.05)  # its start reaches the pace before the next ask
+        print(f"\nadmitted {len(admitted)}, refused {len(refused)}, retry after {refused}")
+        # Unpaced ones (its score under `after`), the saved token, then `queue` waiting
+        # (a margin of two for a slow machine's starts); no more hold places.
+        assert len(admitted) <= after + 1 + queue + 2, admitted
+        assert len(refused) >= tried - (after + 1 + queue + 2) and min(refused) >= 1
+        latency, output, status = await learner(h, "print('hi')")
+        assert output == "hi\r\n" and status == "ok" and latency <= 1.5, (latency, output)
+        for session_id, address in admitted:
+            gone = await h.request(
+                "DELETE", f"/api/sessions/{session_id}", headers=as_client(address)
+            )
+            assert gone.status == 202, gone
+        for session_id, _ in admitted:
+            await h.wait_finished(session_id, timeout=30)
+
+
 async def test_with_identity_a_learner_is_paced_and_her_neighbour_behind_one_address_not() -> None:
     """Identity on: the key is the learner. Mallory asks for far more than one person
     would (pool_paced_after_learner) from the same address as Ada; Mallory's starts
@@ -290,7 +337,12 @@ async def test_with_identity_a_learner_is_paced_and_her_neighbour_behind_one_add
 
     rate, after, asked = 0.5, 4, 9
     async with running_app(
-        **settings(pool_size=2, pool_paced_rate=rate, pool_paced_after_learner=after),
+        **settings(
+            pool_size=2,
+            pool_paced_rate=rate,
+            pool_paced_after_learner=after,
+            pool_paced_waiting=asked,
+        ),
         token_secret=secret,
         max_sessions_per_ip=64,
     ) as h:

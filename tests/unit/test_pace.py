@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from codex.errors import RateLimited
 from codex.runtime.docker import pace
 from codex.runtime.docker import pool as pool_module
 from codex.runtime.docker.pace import Pacer
@@ -190,6 +191,39 @@ def test_a_network_asking_far_more_than_others_waits_for_its_pace() -> None:
         assert pool.pacer.paced == 1
 
     run(scenario())
+
+
+def test_a_paced_network_with_its_queue_full_is_refused_until_a_start_leaves_it() -> None:
+    async def scenario() -> None:
+        t = Time()
+        pool = paced_pool(t, after=1)
+        pool.pacer.queue = 2
+        await pool.acquire("198.51.100.9")  # another network asks
+        churn = "203.0.113.5"
+        # Heavy from its first ask (score 1); its saved token lets that one through.
+        await asyncio.wait_for(pool.acquire(churn), 1)
+        pool.admit(churn)  # nobody waits yet
+        held = [asyncio.ensure_future(pool.acquire(churn)) for _ in range(2)]
+        await asyncio.sleep(0)
+        assert pool.pacer.waiting("203.0.113.0/24") == 2
+        with pytest.raises(RateLimited) as refused:  # any address of that network
+            pool.admit("203.0.113.77")
+        assert refused.value.retry_after == 2  # two waiting at one a second
+        assert refused.value.status == 429
+        pool.admit("198.51.100.9")  # another network is not refused
+        held[1].cancel()  # a DELETE while it waits: its place is free again
+        await asyncio.sleep(0)
+        pool.admit(churn)
+        await t.advance(1.0)
+        assert await held[0] is None
+
+    run(scenario())
+
+
+def test_a_pacer_that_paces_nobody_refuses_nobody() -> None:
+    t = Time()
+    idle = Pacer(0.0, 1, queue=1, clock=t.clock, sleep=t.sleep)
+    assert idle.crowded("203.0.113.0/24") is None
 
 
 def test_a_learner_never_waits_nor_a_class_nor_a_network_alone() -> None:

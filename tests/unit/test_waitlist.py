@@ -80,6 +80,29 @@ def test_the_per_address_cap_counts_what_an_address_has_queued(fake: FakeRuntime
     run(scenario)
 
 
+def test_a_refusal_of_the_runtime_creates_no_session_and_counts_nothing(
+    fake: FakeRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def admit(client: str) -> None:
+        if client.startswith("203.0.113."):  # a paced network whose queue is full
+            raise RateLimited("Too many programs from your network.", retry_after=3)
+
+    monkeypatch.setattr(fake, "admit", admit, raising=False)
+
+    async def scenario() -> None:
+        reg = registry(fake)
+        with pytest.raises(RateLimited) as refused:
+            await reg.create(ExecuteRequest(CODE), client="203.0.113.9")
+        assert refused.value.retry_after == 3
+        assert reg.running == 0 and reg.limiter.rejections == 1
+        ok = await reg.create(ExecuteRequest(CODE), client="198.51.100.9")
+        (await fake.next_execution()).exit(0)
+        await finished(ok)
+        assert [spec.client for spec in fake.specs] == ["198.51.100.9"]
+
+    run(scenario)
+
+
 def test_a_follower_gets_only_the_current_place_and_then_the_run(fake: FakeRuntime) -> None:
     async def scenario() -> None:
         reg = registry(fake, max_sessions=1, queue_max=5)

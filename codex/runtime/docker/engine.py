@@ -10,6 +10,7 @@ import docker
 import docker.errors
 from codex.config import Settings
 from codex.errors import RuntimeUnavailable, SandboxError
+from codex.runtime.base import Readiness
 from codex.runtime.docker.hardening import choose_oci_runtime
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,21 @@ def short(exc: BaseException) -> str:
     whole HTTP bodies."""
     text = str(exc) or type(exc).__name__
     return text if len(text) < 300 else text[:300] + "..."
+
+
+def image_readiness(api: docker.APIClient, image: str) -> Readiness:
+    """Ready if the engine has the sandbox image (blocking: call it in a thread)."""
+    try:
+        found = api.inspect_image(image)
+    except docker.errors.ImageNotFound:
+        missing = f"the sandbox image {image} is missing (build it with `make image`)"
+        return Readiness(False, missing)
+    except Exception as exc:
+        return Readiness(False, f"the Docker engine failed: {short(exc)}")
+    from codex.sessions.input.detector import proc_detector_available
+
+    detector = "proc" if proc_detector_available() else "heuristic"
+    return Readiness(True, detector=detector, extra={"image": found["Id"]})
 
 
 def start_failure(exc: BaseException, image: str) -> Exception:

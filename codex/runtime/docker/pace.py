@@ -15,13 +15,16 @@ each of its starts, warm or cold, first waits for a token of its network's bucke
 `rate` a second, `burst` saved (the pool keeps one). A learner, or a class behind one
 address pressing Run together, never gets there; a network that keeps asking is held
 to `rate`. Its starts wait in order, and one cancelled while it waits (a DELETE)
-costs nothing, not even its token.
+costs nothing, not even its token. At most `queue` of them wait at once (`crowded`):
+each waiting start holds a place in max_sessions, and the few addresses of one network
+could otherwise fill it, to be released at `rate` while everyone else queues.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -48,11 +51,13 @@ class Pacer:
         self,
         rate: float,
         burst: int,
+        queue: float = math.inf,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         self.rate = rate  # tokens a second (0 or less: no pacing)
         self.burst = max(1, burst)
+        self.queue = queue  # starts of one key that may wait at once (see crowded)
         self.paced = 0  # starts that had to wait (for tests and figures)
         self._clock = clock
         self._sleep = sleep
@@ -116,3 +121,12 @@ class Pacer:
     def waiting(self, key: str) -> int:
         bucket = self._buckets.get(key)
         return bucket.waiting if bucket else 0
+
+    def crowded(self, key: str) -> int | None:
+        """None while another of `key`'s starts may wait its turn; once `queue` of
+        them wait, the whole seconds until the last of those has its token (a
+        Retry-After)."""
+        waiting = self.waiting(key)
+        if self.rate <= 0 or waiting < self.queue:
+            return None
+        return max(1, math.ceil(waiting / self.rate))

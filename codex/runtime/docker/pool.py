@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Generic, Protocol, TypeVar
 
+from codex.errors import RateLimited
 from codex.runtime.docker.demand import Demand
 from codex.runtime.docker.gate import share_group
 from codex.runtime.docker.pace import Pacer
@@ -141,6 +142,17 @@ class ContainerPool(Generic[P]):
         if execution is not None:
             self.rule.took(client, now)
         return self._counted(execution)
+
+    def admit(self, client: str) -> None:
+        """Refuse a new execution of a network whose paced starts already fill its
+        queue (the pacer's `queue`): RateLimited, with when to try again."""
+        retry = self.pacer.crowded(share_group(client))
+        if retry is not None:
+            raise RateLimited(
+                "Too many programs from your network are waiting to start; "
+                f"try again in {retry} s.",
+                retry_after=retry,
+            )
 
     async def acquire(self, client: str = "local") -> P | None:
         """As take(), but when the pool is empty and refills are on their way, wait

@@ -51,7 +51,7 @@ def _pool(runtime: DockerRuntime, s: Settings) -> ContainerPool[DockerExecution]
     if s.pool_size <= 0:
         return None
     demand = Demand(s.pool_size, s.pool_max, s.pool_memory_mb << 20, s.pool_linger)
-    pacer = Pacer(s.pool_paced_rate, 1)
+    pacer = Pacer(s.pool_paced_rate, 1, s.pool_paced_waiting)
 
     def paced_after(client: str) -> float:
         # A learner signed in is one person: no class's burst to leave room for.
@@ -119,21 +119,10 @@ class DockerRuntime(Runtime):
         except Exception as exc:  # any failure here means "not ready", said plainly
             self._api = None
             return Readiness(False, f"the Docker engine does not answer ({short(exc)})")
-        try:
-            image = api.inspect_image(self.settings.sandbox_image)
-        except docker.errors.ImageNotFound:
-            return Readiness(
-                False,
-                f"the sandbox image {self.settings.sandbox_image} is missing "
-                "(build it with `make image`)",
-            )
-        except Exception as exc:
-            return Readiness(False, f"the Docker engine failed: {short(exc)}")
-        from codex.sessions.input.detector import proc_detector_available
-
-        self.reaper.retry_unremoved()  # the engine is back: finish the job
-        detector = "proc" if proc_detector_available() else "heuristic"
-        return Readiness(True, detector=detector, extra={"image": image["Id"]})
+        result = engine.image_readiness(api, self.settings.sandbox_image)
+        if result.ready:
+            self.reaper.retry_unremoved()  # the engine is back: finish the job
+        return result
 
     async def startup(self) -> None:
         try:
@@ -165,6 +154,10 @@ class DockerRuntime(Runtime):
     def set_demand(self, idle_clients: Callable[[], int]) -> None:
         if self.pool is not None:
             self.pool.demand.idle_clients = idle_clients
+
+    def admit(self, client: str) -> None:
+        if self.pool is not None:
+            self.pool.admit(client)
 
     def pool_stats(self) -> tuple[int, int, int, int]:
         if self.pool is None:
