@@ -66,7 +66,7 @@ SERVER_FLAGS = (
 _RNG = "__import__('random').Random(7)"
 PATTERNS: dict[str, str] = {
     "plain ASCII": "(b'x' * 99 + b'\\n') * 9900",
-    "one-byte writes": "b'x' * 100_000",  # 100 kB, one write(2) per byte
+    "one-byte writes": "b'x' * 500_000",  # 0.5 MB, one write(2) per byte
     "DECALN ESC#8": "b'\\x1b#8' * 333_333",
     "clear ESC[2J": "b'\\x1b[2J' * 250_000",
     "combining U+0301": "(b'e' + '\\u0301'.encode() * 30_000) * 16",

@@ -31,14 +31,19 @@ from codex.runtime.terminal_io import write_to_terminal
 # most 4 KiB a read). A batch smaller than SMALL_READ that found data waiting is a
 # program writing a few bytes at a time: it is held back, first for COALESCE_DELAY,
 # each next time twice as long up to COALESCE_MAX, so such a stream costs the server
-# about ten trips a second. Each trip costs a few hundred microseconds whatever its
-# size. A read that had to wait BUSY_GAP (a quiet spell) starts the pauses over, so
-# a keystroke's echo is never held back.
+# about ten trips a second. Each trip costs a millisecond or more whatever its size
+# (a frame to every client). A read that had to wait QUIET_GAP (a quiet spell) starts
+# the pauses over. The first ANSWER_READS reads after the program's start, or after
+# input sent to it, are not held either: an echo, the reply and the next prompt come
+# at once, however fast the keys. QUIET_GAP is not ~0: the engine relays a program
+# writing a byte at a time in bursts a few ms apart, and at 2 ms nearly every read
+# "had waited", which made ~70 trips a second of such a stream.
 BATCH = 65536
 SMALL_READ = 2048
-BUSY_GAP = 0.002
+QUIET_GAP = 0.015
 COALESCE_DELAY = 0.01
 COALESCE_MAX = 0.1
+ANSWER_READS = 3
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,9 @@ class Execution(abc.ABC):
         self._sync_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._early = b""  # bytes that came with the ready record
         self._go = asyncio.Event()  # set once the terminal is back in normal mode
+        # Reads not held back whatever came before them: the program just started, or
+        # was just sent input, and its answer (an echo, a reply, the prompt) is awaited.
+        self._answers_due = 0
 
     @abc.abstractmethod
     async def _recv(self) -> bytes:
@@ -155,8 +163,9 @@ class Execution(abc.ABC):
         while not self.scanner.done:
             asked = time.monotonic()
             data = await self._recv()
-            if time.monotonic() - asked >= BUSY_GAP:
-                pause = COALESCE_DELAY  # it had to wait: a quiet spell
+            if time.monotonic() - asked >= QUIET_GAP or self._answers_due:
+                pause = COALESCE_DELAY  # a quiet spell before it, or an answer
+                self._answers_due = max(0, self._answers_due - 1)
             elif data:
                 data = self._take_ready(data)
                 if len(data) < SMALL_READ:
@@ -170,8 +179,9 @@ class Execution(abc.ABC):
                     yield tail
                 return
             passed = self.scanner.feed_items(data)
-            if self.scanner.state >= GO:
+            if self.scanner.state >= GO and not self._go.is_set():
                 self._go.set()
+                self._answers_due = ANSWER_READS
             if self._sync_waiters:
                 self._wake_syncs()
             for item in passed:
@@ -219,6 +229,7 @@ class Execution(abc.ABC):
         # neither echoed nor line-edited, so they wait.
         await self._go.wait()
         if not self.scanner.done:
+            self._answers_due = ANSWER_READS
             await self._send(data)
 
     @abc.abstractmethod

@@ -237,9 +237,10 @@ async def _watch(pid: int, seconds: float, nudge_every: float | None) -> InputWa
 
 @pytest.mark.gen_test(timeout=60)
 async def test_the_watcher_backs_off_an_expensive_session(spawn) -> None:  # type: ignore[no-untyped-def]
-    """Output nudges the watcher to look within 10 ms; a session whose poll is
-    expensive (60 parked threads) is looked at no more than its share of a core allows,
-    while a cheap one keeps its 10 ms reaction."""
+    """Output nudges the watcher to look 10 ms after it, and at least every
+    max_interval (50 ms) while it goes on; a session whose poll is expensive (60 parked
+    threads) is looked at no more than its share of a core allows, while a cheap one
+    is looked at every max_interval."""
     parked = spawn(60, "none")
     cheap = spawn(0, "none")
     seconds = 2.0
@@ -253,4 +254,5 @@ async def test_the_watcher_backs_off_an_expensive_session(spawn) -> None:  # typ
         )
         assert expensive.polls >= 3  # still looked at, a few times a second
     fast = await _watch(cheap.pid, seconds, 0.005)
-    assert fast.polls >= 40 * seconds, fast.polls  # ~100 a second when nudged
+    # ~20 a second while nudged (not one per nudge: a stream of output is no prompt).
+    assert 10 * seconds <= fast.polls <= 30 * seconds, fast.polls

@@ -49,6 +49,31 @@ def test_a_byte_by_byte_stream_costs_about_ten_trips_a_second() -> None:
     assert numbers == [b"%d" % i for i in range(len(numbers))]  # all of it, in order
 
 
+def test_a_stream_relayed_in_bursts_a_few_ms_apart_costs_about_ten_trips_a_second() -> None:
+    """The engine relays a byte-at-a-time program in small bursts a few ms apart: each
+    read waits a little, which is no quiet spell (QUIET_GAP)."""
+
+    async def scenario() -> int:
+        ex = await started()
+        trips = 0
+
+        async def writer() -> None:
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline:
+                ex.emit(b"x")
+                await asyncio.sleep(0.005)
+            ex.end()
+
+        task = asyncio.ensure_future(writer())
+        async for _ in ex.output():
+            trips += 1
+        await task
+        return trips
+
+    trips = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert trips <= 25, trips  # ~200 bursts; one trip per burst would be that many
+
+
 def test_an_echo_after_a_quiet_spell_is_not_held_back() -> None:
     """The reader asks again as soon as it has handled a chunk (as Session's run
     does), so after a quiet spell its read has waited: no pause."""
@@ -78,6 +103,35 @@ def test_an_echo_after_a_quiet_spell_is_not_held_back() -> None:
 
     delays = asyncio.run(asyncio.wait_for(scenario(), 10))
     assert max(delays) < 0.008, delays  # below COALESCE_DELAY: no pause at all
+
+
+def test_echoes_of_keys_typed_back_to_back_are_not_held_back() -> None:
+    """The next key goes as soon as the last echo is in: no read waits, yet each is
+    an echo of input just sent, never held for a pause."""
+
+    async def scenario() -> list[float]:
+        ex = await started()
+        echoes: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def reader() -> None:
+            async for chunk in ex.output():
+                echoes.put_nowait(chunk)
+
+        task = asyncio.ensure_future(reader())
+        await ex.begin(SPEC)  # the job goes first: what follows is typed
+        await asyncio.sleep(0.05)  # the records before it are read; the reader waits
+        delays = []
+        for _ in range(20):
+            sent = time.monotonic()
+            await ex.write(b"k")
+            assert await echoes.get() == b"k"
+            delays.append(time.monotonic() - sent)
+        ex.end()
+        await task
+        return delays
+
+    delays = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert max(delays) < 0.008, delays
 
 
 def test_what_is_ready_is_taken_in_one_trip() -> None:

@@ -238,6 +238,30 @@ def test_a_nudge_brings_the_next_check_forward(program: Program) -> None:
     run(scenario)
 
 
+def test_a_stream_of_output_buys_a_check_per_max_interval_and_one_after_it(
+    program: Program,
+) -> None:
+    async def scenario() -> None:
+        sink = Sink()
+        watcher, task = watching(program, sink, max_interval=0.05)
+        await asyncio.sleep(0.2)  # backed off
+        before = program.polls
+        deadline = time.monotonic() + 0.3
+        while time.monotonic() < deadline:  # output every 2 ms for 0.3 s
+            watcher.nudge()
+            await asyncio.sleep(0.002)
+        # One check per 50 ms while it streams (~6), not one per 10 ms (~30).
+        assert program.polls - before <= 9, program.polls - before
+        program.execution.block_on_input()  # the output ended with a prompt
+        watcher.nudge()
+        ended = time.monotonic()
+        await eventually(lambda: sink.announcements, timeout=0.1, what="announce")
+        assert time.monotonic() - ended < 0.06
+        await stop(task)
+
+    run(scenario)
+
+
 def test_a_quiet_program_is_looked_at_rarely(
     program: Program, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -76,6 +76,7 @@ class WaitSink(Protocol):
 
 FAST = 0.01  # check this soon after output or input: a prompt is likely near
 SETTLE = 0.003  # output must have been quiet this long before the event
+REARM = 0.002  # a nudge moves the next check only if it moves it more than this
 # A program quiet (no output, no input) this long is probably asleep or computing:
 # checks slow down to IDLE_MAX_INTERVAL, so a sleeping session costs next to nothing.
 # The price: a read with no prompt after a long quiet spell is seen within 250 ms.
@@ -150,6 +151,7 @@ class InputWatcher:
         self._last_activity = time.monotonic()
         self._timer: asyncio.TimerHandle | None = None
         self._deadline = 0.0
+        self._nudged_at: float | None = None  # the first nudge of this sleep
         self._wake: asyncio.Future[None] | None = None
         self._not_before = 0.0  # no poll before this (monotonic): the detector's share
         self.polls = 0
@@ -168,13 +170,21 @@ class InputWatcher:
         self.sink = _GONE
 
     def nudge(self) -> None:
-        """Something happened: check within FAST from now (cheap; called per chunk)."""
+        """Something happened: check FAST after the last of it (cheap; called per
+        chunk). A prompt ends the output before it, so while output keeps coming the
+        check keeps moving back, but never beyond max_interval from the first nudge:
+        a stream of output costs a poll per max_interval, not one per chunk."""
         now = time.monotonic()
         self._last_activity = now
-        soon = max(FAST, self._not_before - now)
-        if self._wake is None or self._deadline - now <= soon:
+        if self._wake is None:
             return
-        self._schedule(soon)
+        if self._nudged_at is None:
+            self._nudged_at = now
+        due = min(now + FAST, self._nudged_at + self.max_interval)
+        due = max(due, self._not_before)
+        if abs(due - self._deadline) < REARM:
+            return  # close enough: no new timer per chunk
+        self._schedule(due - now)
 
     async def run(self) -> None:
         detector = await self._find_detector()
@@ -276,6 +286,7 @@ class InputWatcher:
         finally:
             waits.discard(self)
             self._wake = None
+            self._nudged_at = None
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
@@ -289,6 +300,7 @@ class InputWatcher:
             await self._wake
         finally:
             self._wake = None
+            self._nudged_at = None
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
