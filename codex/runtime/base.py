@@ -163,12 +163,15 @@ class Execution(abc.ABC):
         while not self.scanner.done:
             asked = time.monotonic()
             data = await self._recv()
-            if time.monotonic() - asked >= QUIET_GAP or self._answers_due:
-                pause = COALESCE_DELAY  # a quiet spell before it, or an answer
+            waited = time.monotonic() - asked >= QUIET_GAP
+            # Not held: after a quiet spell, an answer, or the start's handshake.
+            at_once = waited or self._answers_due or not self._go.is_set()
+            if at_once:
+                pause = COALESCE_DELAY
                 self._answers_due = max(0, self._answers_due - 1)
-            elif data:
+            if data:
                 data = self._take_ready(data)
-                if len(data) < SMALL_READ:
+                if not at_once and len(data) < SMALL_READ:
                     await asyncio.sleep(pause)
                     pause = min(COALESCE_MAX, pause * 2)
                     data = self._take_ready(data)

@@ -8,6 +8,7 @@ import asyncio
 import time
 
 from codex.runtime.base import ExecSpec
+from codex.runtime.protocol import RESULT_END, RESULT_OSC
 from tests.unit.fakes import FakeExecution
 
 SPEC = ExecSpec(code="", rows=24, cols=80, session_id="s")
@@ -132,6 +133,33 @@ def test_echoes_of_keys_typed_back_to_back_are_not_held_back() -> None:
 
     delays = asyncio.run(asyncio.wait_for(scenario(), 10))
     assert max(delays) < 0.008, delays
+
+
+def test_the_first_output_is_not_held_when_the_go_record_came_in_two_reads() -> None:
+    async def scenario() -> float:
+        ex = FakeExecution(SPEC)
+        ex.ready()
+        arrived: list[float] = []
+
+        async def reader() -> None:
+            async for chunk in ex.output():
+                if b"hi" in chunk:
+                    arrived.append(time.monotonic())
+
+        task = asyncio.ensure_future(reader())
+        await asyncio.sleep(0.05)  # the reader waits for the program
+        go = RESULT_OSC + ex.nonce.encode() + b";go" + RESULT_END
+        ex.emit(go[:5])
+        await asyncio.sleep(0.003)  # the rest of the record a moment later, and output
+        sent = time.monotonic()
+        ex.emit(go[5:] + b"hi\r\n")
+        await asyncio.sleep(0.05)
+        ex.end()
+        await task
+        return arrived[0] - sent
+
+    delay = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert delay < 0.008, delay  # not held for COALESCE_DELAY
 
 
 def test_what_is_ready_is_taken_in_one_trip() -> None:
