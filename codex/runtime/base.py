@@ -33,11 +33,12 @@ from codex.runtime.terminal_io import write_to_terminal
 # each next time twice as long up to COALESCE_MAX, so such a stream costs the server
 # about ten trips a second. Each trip costs a millisecond or more whatever its size
 # (a frame to every client). A read that had to wait QUIET_GAP (a quiet spell) starts
-# the pauses over. The first ANSWER_READS reads after the program's start, or after
-# input sent to it, are not held either: an echo, the reply and the next prompt come
-# at once, however fast the keys. QUIET_GAP is not ~0: the engine relays a program
-# writing a byte at a time in bursts a few ms apart, and at 2 ms nearly every read
-# "had waited", which made ~70 trips a second of such a stream.
+# the pauses over. Reads before the program's start (its go record), and the first
+# ANSWER_READS after it or after input sent to it, are not held either: the first
+# line, an echo, the reply and the next prompt come at once, however fast the keys.
+# QUIET_GAP is not ~0: the engine relays a program writing a byte at a time in bursts
+# a few ms apart, and at 2 ms nearly every read "had waited", which made ~70 trips a
+# second of such a stream.
 BATCH = 65536
 SMALL_READ = 2048
 QUIET_GAP = 0.015
