@@ -8,6 +8,7 @@ see a gap or a duplicate. Appending is synchronous and wakes every waiting reade
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,7 +67,9 @@ class EventLog:
         self.closed = False
         self.dropped_chars = 0
         self.total_chars = 0
-        self._changed: asyncio.Future[None] | None = None
+        # One future per waiting reader: a reader cancelled (its client left) takes
+        # only its own, and a wake costs one loop turn, not shield()'s two.
+        self._waiters: list[asyncio.Future[None]] = []
 
     def append(
         self,
@@ -124,10 +127,17 @@ class EventLog:
     async def wait_beyond(self, seq: int) -> None:
         """Return once an entry with a number >= seq exists."""
         while self.next_seq <= seq:
-            if self._changed is None or self._changed.done():
-                self._changed = asyncio.get_running_loop().create_future()
-            await asyncio.shield(self._changed)
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter.cancelled():
+                    with contextlib.suppress(ValueError):
+                        self._waiters.remove(waiter)
 
     def _wake(self) -> None:
-        if self._changed is not None and not self._changed.done():
-            self._changed.set_result(None)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)

@@ -143,6 +143,26 @@ def test_event_log_wakes_waiters() -> None:
     assert asyncio.run(scenario()) == [OUTPUT, INPUT_REQUIRED, COMPLETE]
 
 
+def test_a_reader_cancelled_while_waiting_leaves_the_others_waiting() -> None:
+    """Each reader waits on a future of its own: one cancelled (its client left)
+    neither wakes nor cancels the rest, and leaves nothing behind."""
+
+    async def scenario() -> None:
+        log = EventLog(max_chars=100)
+        leaving = asyncio.ensure_future(log.wait_beyond(0))
+        staying = asyncio.ensure_future(log.wait_beyond(0))
+        await asyncio.sleep(0)
+        leaving.cancel()
+        await asyncio.sleep(0)
+        assert leaving.cancelled() and not staying.done()
+        assert len(log._waiters) == 1
+        log.append(OUTPUT, "a")
+        await asyncio.wait_for(staying, 1)
+        assert log._waiters == []
+
+    asyncio.run(scenario())
+
+
 def test_merge_output_respects_the_frame_limit() -> None:
     log = EventLog(max_chars=1000)
     for ch in "abcdef":
