@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import socketio
+from engineio.exceptions import EngineIOError
 
 from codex.api.origins import origin_allowed
 from codex.api.request_options import body_limit
@@ -265,15 +266,15 @@ class SocketIOTransport:
             for kind, body, stream in merge_output(entries, FRAME_CHARS, by_stream=True):
                 if kind == OUTPUT:
                     message = {"output": body, "sessionId": session.id, "stream": stream}
-                    await self.sio.emit(OUTPUT, message, to=sid)
+                    await self.sio.emit_to(sid, OUTPUT, message)
                 else:
-                    await self.sio.emit(kind, body, to=sid)
+                    await self.sio.emit_to(sid, kind, body)
 
             await _drain_queue(self.sio, sid)
 
         try:
             await session.follow(send, include_echo=False)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, EngineIOError):
             pass  # the client left or joined again: a normal end
 
 
