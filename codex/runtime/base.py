@@ -24,27 +24,19 @@ from codex.runtime.protocol import (
     job_bytes,
     sync_record,
 )
+from codex.runtime.reads import (
+    ANSWER_READS,
+    BATCH,
+    COALESCE_DELAY,
+    COALESCE_MAX,
+    FULL_TRIP,
+    PAUSE_GAP,
+    QUIET_GAP,
+    SMALL_READ,
+    TripBudget,
+    settle,
+)
 from codex.runtime.terminal_io import write_to_terminal
-
-# A read that found data waiting takes whatever else is ready too (up to BATCH bytes):
-# one trip through the output pipeline per batch, not per kernel read (a pty gives at
-# most 4 KiB a read). A batch smaller than SMALL_READ that found data waiting is a
-# program writing a few bytes at a time: it is held back, first for COALESCE_DELAY,
-# each next time twice as long up to COALESCE_MAX, so such a stream costs the server
-# about ten trips a second. Each trip costs a millisecond or more whatever its size
-# (a frame to every client). A read that had to wait QUIET_GAP (a quiet spell) starts
-# the pauses over. Reads before the program's start (its go record), and the first
-# ANSWER_READS after it or after input sent to it, are not held either: the first
-# line, an echo, the reply and the next prompt come at once, however fast the keys.
-# QUIET_GAP is not ~0: the engine relays a program writing a byte at a time in bursts
-# a few ms apart, and at 2 ms nearly every read "had waited", which made ~70 trips a
-# second of such a stream.
-BATCH = 65536
-SMALL_READ = 2048
-QUIET_GAP = 0.015
-COALESCE_DELAY = 0.01
-COALESCE_MAX = 0.1
-ANSWER_READS = 3
 
 
 @dataclass(frozen=True)
@@ -102,6 +94,11 @@ class Execution(abc.ABC):
         # Reads not held back whatever came before them: the program just started, or
         # was just sent input, and its answer (an echo, a reply, the prompt) is awaited.
         self._answers_due = 0
+        self._trips = TripBudget()
+        # The last trip waited for the budget: a sustained stream, its program busy
+        # writing (the input detector then looks less often).
+        self.streaming = False
+        self._wake: asyncio.Future[bool] | None = None  # set while output() holds a read
 
     @abc.abstractmethod
     async def _recv(self) -> bytes:
@@ -161,21 +158,20 @@ class Execution(abc.ABC):
             early, self._early = self._early, b""
             yield early
         pause = COALESCE_DELAY
+        flood = False
         while not self.scanner.done:
             asked = time.monotonic()
             data = await self._recv()
-            waited = time.monotonic() - asked >= QUIET_GAP
-            # Not held: after a quiet spell, an answer, or the start's handshake.
-            at_once = waited or self._answers_due or not self._go.is_set()
-            if at_once:
+            waited = time.monotonic() - asked
+            # Never held, and no trip of the budget: an answer, the start's handshake.
+            free = bool(self._answers_due) or not self._go.is_set()
+            if free or waited >= QUIET_GAP:
                 pause = COALESCE_DELAY
                 self._answers_due = max(0, self._answers_due - 1)
             if data:
-                data = self._take_ready(data)
-                if not at_once and len(data) < SMALL_READ:
-                    await asyncio.sleep(pause)
-                    pause = min(COALESCE_MAX, pause * 2)
-                    data = self._take_ready(data)
+                # After a full trip, a short one is a flood's tail (the reader caught
+                # up): free too, so a flood is read as fast as it is written.
+                data, pause, flood = await self._batch(data, waited, pause, free or flood)
             if not data:
                 self._go.set()
                 tail = self.scanner.flush()
@@ -203,20 +199,79 @@ class Execution(abc.ABC):
         of the stream, so has all that preceded it. This is what lets an
         `input_required` follow its prompt exactly, however slow the engine's relay.
         """
-        pid = self.root_pid()
-        if pid is None or self.scanner.done:
+        if self.scanner.done:
             return False
-        self._syncs_sent += 1
-        number = self._syncs_sent
-        if not write_to_terminal(pid, sync_record(self.nonce, number)):
+        number = self._syncs_sent + 1
+        if not self._write_sync(number):
             return False
+        self._syncs_sent = number
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._sync_waiters.append((number, waiter))
+        self._hurry()  # no read is held while a sync is awaited
         try:
             await asyncio.wait_for(waiter, timeout)
         except TimeoutError:
+            self._sync_waiters = [(n, w) for n, w in self._sync_waiters if w is not waiter]
             return False
         return True
+
+    def _write_sync(self, number: int) -> bool:
+        """Put sync record `number` into the terminal's output, behind the program's."""
+        pid = self.root_pid()
+        return pid is not None and write_to_terminal(pid, sync_record(self.nonce, number))
+
+    async def _batch(
+        self, data: bytes, waited: float, pause: float, free: bool
+    ) -> tuple[bytes, float, bool]:
+        """data and what else is ready, held as the coalescing and the trip budget
+        say (codex.runtime.reads); the pause for the next small read; and whether
+        it was a full trip at once (a flood: what waited for the budget is not)."""
+        data = self._take_ready(data)
+        self.streaming = False
+        full = len(data) >= FULL_TRIP
+        if free or full or waited >= PAUSE_GAP:
+            return data, pause, full
+        hold = 0.0 if waited >= QUIET_GAP or len(data) >= SMALL_READ else pause
+        if hold:
+            pause = min(COALESCE_MAX, pause * 2)
+        due = self._trips.wait()
+        self.streaming = due > 0  # its burst is spent: a sustained stream
+        if hold or due:
+            data = await self._gather(data, max(hold, due))
+        self._trips.take()
+        return data, pause, False
+
+    async def _gather(self, data: bytes, delay: float) -> bytes:
+        """data and what more the stream brings within `delay`; sooner once that is
+        FULL_TRIP, or a sync is awaited, or input was sent. It looks once after
+        QUIET_GAP (a flood has filled a trip by then), not at every arrival."""
+        end = time.monotonic() + delay
+        step = QUIET_GAP
+        while (left := end - time.monotonic()) > 0 and await self._hold(min(step, left)):
+            data = self._take_ready(data)
+            if len(data) >= FULL_TRIP:
+                return data
+            step = delay
+        return self._take_ready(data)
+
+    async def _hold(self, delay: float) -> bool:
+        """Sleep `delay`; False at once if a sync is awaited, or as soon as one is
+        asked for or input is sent (see _hurry)."""
+        if self._sync_waiters:
+            return False
+        loop = asyncio.get_running_loop()
+        wake: asyncio.Future[bool] = loop.create_future()
+        self._wake = wake
+        timer = loop.call_later(delay, settle, wake, True)
+        try:
+            return await wake
+        finally:
+            timer.cancel()
+            self._wake = None
+
+    def _hurry(self) -> None:
+        if self._wake is not None:
+            settle(self._wake, False)
 
     def _wake_syncs(self, everyone: bool = False) -> None:
         keep = []
@@ -234,6 +289,7 @@ class Execution(abc.ABC):
         await self._go.wait()
         if not self.scanner.done:
             self._answers_due = ANSWER_READS
+            self._hurry()  # what was held before the input goes with its echo
             await self._send(data)
 
     @abc.abstractmethod

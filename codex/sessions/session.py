@@ -248,7 +248,8 @@ class Session:
         return self.run.execution.root_pid() if self.run.execution is not None else None
 
     def _on_text(self, text: str) -> None:
-        self.watcher.nudge()
+        execution = self.run.execution
+        self.watcher.nudge(execution is not None and execution.streaming)
         self.terminal.append(text)
 
     def _on_line(self) -> None:

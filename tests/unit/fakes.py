@@ -212,21 +212,13 @@ class FakeExecution(Execution):
         if self.reading and (b"\n" in data or b"\r" in data or b"\x04" in data):
             self.stop_reading()  # a completed line satisfies a canonical read
 
-    async def sync(self, timeout: float = 0.5) -> bool:
+    def _write_sync(self, number: int) -> bool:
         # The base class writes the record through /proc/<pid>/fd/0; here it joins the
         # stream behind what was pushed, which is what the real terminal guarantees.
         # The base class's output() and _wake_syncs() then resolve it.
-        if self.scanner.done or self.ended or not self.sync_works:
+        if self.ended or not self.sync_works:
             return False
-        self._syncs_sent += 1
-        number = self._syncs_sent
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._sync_waiters.append((number, waiter))
         self.record(b"sync:%d" % number)
-        try:
-            await asyncio.wait_for(waiter, timeout)
-        except TimeoutError:
-            return False
         return True
 
     async def resize(self, rows: int, cols: int) -> None:

@@ -1,6 +1,6 @@
 """Execution.output(): a program writing a few bytes at a time costs a bounded number
 of trips through the pipeline, and a keystroke's echo after a quiet spell is never
-held back (codex/runtime/base.py: BATCH, SMALL_READ, COALESCE_DELAY, COALESCE_MAX)."""
+held back, and a sustained stream keeps to its budget of trips (codex/runtime/reads.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from codex.runtime import base
+from codex.runtime import base, reads
 from codex.runtime.base import ExecSpec
 from codex.runtime.protocol import RESULT_END, RESULT_OSC
 from tests.unit.fakes import FakeExecution
@@ -181,3 +181,125 @@ def test_what_is_ready_is_taken_in_one_trip() -> None:
     chunks = asyncio.run(asyncio.wait_for(scenario(), 10))
     assert sum(map(len, chunks)) == 50_000
     assert len(chunks) <= 2, [len(c) for c in chunks]
+
+
+def test_a_sustained_stream_settles_to_the_trip_rate() -> None:
+    """Bytes 20 ms apart: each read has waited a quiet spell, so only the budget
+    spaces the trips: TRIP_BURST at once, then TRIP_RATE a second."""
+
+    async def scenario() -> tuple[int, bool]:
+        ex = await started()
+        trips, streaming = 0, False
+
+        async def writer() -> None:
+            deadline = time.monotonic() + 1.5
+            while time.monotonic() < deadline:
+                ex.emit(b"x")
+                await asyncio.sleep(0.02)
+            ex.end()
+
+        task = asyncio.ensure_future(writer())
+        async for _ in ex.output():
+            trips += 1
+            streaming = streaming or ex.streaming
+        await task
+        return trips, streaming
+
+    trips, streaming = asyncio.run(asyncio.wait_for(scenario(), 10))
+    # ~75 writes; the budget allows 4 + 1.5 x 4 = 10, and the first three are free.
+    assert trips <= reads.TRIP_BURST + 1.5 * reads.TRIP_RATE + reads.ANSWER_READS + 2, trips
+    assert streaming  # the watcher was told: a program busy writing
+
+
+def test_a_held_trip_goes_at_once_when_a_sync_is_asked() -> None:
+    """The input detector asks for a sync when the program may be at a prompt: the
+    output held for the budget comes now, and the sync with it."""
+
+    async def scenario() -> float:
+        ex = await started()
+
+        async def reader() -> None:
+            async for _ in ex.output():
+                pass
+
+        task = asyncio.ensure_future(reader())
+        for _ in range(40):  # spend the budget
+            ex.emit(b"x")
+            await asyncio.sleep(0.02)
+        ex.emit(b"? ")  # the prompt, held for the budget's next trip
+        t0 = time.monotonic()
+        assert await ex.sync(timeout=1.0)
+        took = time.monotonic() - t0
+        ex.end()
+        await task
+        return took
+
+    took = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert took < 0.1, took  # not the budget's 1 / TRIP_RATE
+
+
+def test_input_sent_during_a_hold_brings_its_echo_at_once() -> None:
+    async def scenario() -> float:
+        ex = await started()
+        await ex.begin(SPEC)  # the job goes first: what follows is typed
+        echoed = asyncio.Event()
+
+        async def reader() -> None:
+            async for chunk in ex.output():
+                if b"k" in chunk:
+                    echoed.set()
+
+        task = asyncio.ensure_future(reader())
+        for _ in range(40):  # spend the budget
+            ex.emit(b"x")
+            await asyncio.sleep(0.02)
+        ex.emit(b"x")  # held
+        await asyncio.sleep(0.01)
+        t0 = time.monotonic()
+        await ex.write(b"k")  # the fake terminal echoes it
+        await echoed.wait()
+        took = time.monotonic() - t0
+        ex.end()
+        await task
+        return took
+
+    took = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert took < 0.1, took
+
+
+def test_a_flood_is_never_held_for_the_budget() -> None:
+    """Full trips (FULL_TRIP) are worth their cost: a program writing 64 KiB every
+    10 ms is read as fast as it writes, budget or not."""
+
+    async def scenario() -> float:
+        ex = await started()
+        got = 0
+
+        async def writer() -> None:
+            for _ in range(60):
+                ex.emit(b"y" * reads.FULL_TRIP)
+                await asyncio.sleep(0.01)
+            ex.end()
+
+        t0 = time.monotonic()
+        task = asyncio.ensure_future(writer())
+        async for chunk in ex.output():
+            got += len(chunk)
+        await task
+        assert got == 60 * reads.FULL_TRIP
+        return time.monotonic() - t0
+
+    took = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert took < 1.5, took  # written in ~0.6 s; held for the budget, 60 / 4 = 15 s
+
+
+def test_the_budget_refills_at_its_rate_and_keeps_no_more_than_its_burst() -> None:
+    budget = reads.TripBudget(rate=10.0, burst=2)
+    assert budget.wait() == 0.0
+    budget.take()
+    budget.take()
+    assert 0.05 < budget.wait() <= 0.1  # empty: the next token in 1 / rate
+    budget.take()  # one hurried ahead of its turn: still empty, not in debt
+    assert budget.wait() <= 0.1
+    time.sleep(0.35)
+    assert budget.wait() == 0.0 and budget.tokens == 2.0

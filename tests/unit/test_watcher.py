@@ -262,6 +262,33 @@ def test_a_stream_of_output_buys_a_check_per_max_interval_and_one_after_it(
     run(scenario)
 
 
+def test_a_paced_stream_buys_a_check_per_idle_interval_and_one_after_it(
+    program: Program,
+) -> None:
+    """A sustained stream (its chunks `streaming`: the runtime paces it) is a program
+    busy writing: checks at most every IDLE_MAX_INTERVAL, yet still FAST after it."""
+
+    async def scenario() -> None:
+        sink = Sink()
+        watcher, task = watching(program, sink, max_interval=0.05)
+        await asyncio.sleep(0.2)  # backed off
+        before = program.polls
+        for _ in range(5):  # a paced trip every 200 ms for 1 s
+            watcher.nudge(streaming=True)
+            await asyncio.sleep(0.2)
+        # A check FAST after each trip, and at most one more before the next: ~10.
+        # Unpaced, the checks back off from FAST to one per 50 ms: ~25.
+        assert program.polls - before <= 12, program.polls - before
+        program.execution.block_on_input()  # the output ended with a prompt
+        watcher.nudge(streaming=True)
+        ended = time.monotonic()
+        await eventually(lambda: sink.announcements, timeout=0.2, what="announce")
+        assert time.monotonic() - ended < 0.1
+        await stop(task)
+
+    run(scenario)
+
+
 def test_a_quiet_program_is_looked_at_rarely(
     program: Program, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -152,6 +152,9 @@ class InputWatcher:
         self._timer: asyncio.TimerHandle | None = None
         self._deadline = 0.0
         self._nudged_at: float | None = None  # the first nudge of this sleep
+        # The output is a sustained stream, paced by the runtime: its program is busy
+        # writing, so checks back off further (see nudge).
+        self._streaming = False
         self._wake: asyncio.Future[None] | None = None
         self._not_before = 0.0  # no poll before this (monotonic): the detector's share
         self.polls = 0
@@ -169,22 +172,30 @@ class InputWatcher:
         self.root_pid = _no_pid
         self.sink = _GONE
 
-    def nudge(self) -> None:
+    def nudge(self, streaming: bool = False) -> None:
         """Something happened: check FAST after the last of it (cheap; called per
         chunk). A prompt ends the output before it, so while output keeps coming the
         check keeps moving back, but never beyond max_interval from the first nudge:
-        a stream of output costs a poll per max_interval, not one per chunk."""
+        a stream of output costs a poll per max_interval, not one per chunk. A
+        `streaming` chunk (a sustained stream's, paced by the runtime: its program is
+        busy writing) bounds them at IDLE_MAX_INTERVAL: a prompt read by another
+        thread while one streams is seen within that."""
         now = time.monotonic()
         self._last_activity = now
+        self._streaming = streaming
         if self._wake is None:
             return
         if self._nudged_at is None:
             self._nudged_at = now
-        due = min(now + FAST, self._nudged_at + self.max_interval)
+        due = min(now + FAST, self._nudged_at + self._active_interval())
         due = max(due, self._not_before)
         if abs(due - self._deadline) < REARM:
             return  # close enough: no new timer per chunk
         self._schedule(due - now)
+
+    def _active_interval(self) -> float:
+        """The longest gap between checks while there is activity."""
+        return max(IDLE_MAX_INTERVAL, self.max_interval) if self._streaming else self.max_interval
 
     async def run(self) -> None:
         detector = await self._find_detector()
@@ -212,8 +223,10 @@ class InputWatcher:
             if block is None or block == self._fired:
                 # Nothing, or the wait just answered and the answer still in flight.
                 quiet = time.monotonic() - self._last_activity
-                cap = self.max_interval if quiet < IDLE_AFTER else IDLE_MAX_INTERVAL
-                delay = min(delay * 2, max(cap, self.max_interval))
+                cap = self._active_interval() if quiet < IDLE_AFTER else IDLE_MAX_INTERVAL
+                # A program busy writing a paced stream is not at a prompt: the next
+                # look waits for its next trip's nudge, or the cap.
+                delay = cap if self._streaming else min(delay * 2, max(cap, self.max_interval))
                 continue
             password = await self._settle(detector, block)
             if password is None:
