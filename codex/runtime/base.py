@@ -95,9 +95,10 @@ class Execution(abc.ABC):
         # was just sent input, and its answer (an echo, a reply, the prompt) is awaited.
         self._answers_due = 0
         self._trips = TripBudget()
-        # The last trip waited for the budget: a sustained stream, its program busy
-        # writing (the input detector then looks less often).
+        # The last trip waited for the budget and more kept coming while it did: a
+        # sustained stream, its program busy writing (the input detector looks less).
         self.streaming = False
+        self._grew = False  # more came in the last hold's last stretch
         self._wake: asyncio.Future[bool] | None = None  # set while output() holds a read
 
     @abc.abstractmethod
@@ -235,24 +236,32 @@ class Execution(abc.ABC):
         if hold:
             pause = min(COALESCE_MAX, pause * 2)
         due = self._trips.wait()
-        self.streaming = due > 0  # its burst is spent: a sustained stream
         if hold or due:
             data = await self._gather(data, max(hold, due))
+            # Its burst spent and still writing as the trip goes: a sustained stream.
+            self.streaming = bool(due) and self._grew
         self._trips.take()
         return data, pause, False
 
     async def _gather(self, data: bytes, delay: float) -> bytes:
         """data and what more the stream brings within `delay`; sooner once that is
-        FULL_TRIP, or a sync is awaited, or input was sent. It looks once after
-        QUIET_GAP (a flood has filled a trip by then), not at every arrival."""
-        end = time.monotonic() + delay
-        step = QUIET_GAP
-        while (left := end - time.monotonic()) > 0 and await self._hold(min(step, left)):
+        FULL_TRIP, or a sync is awaited, or input was sent; not at every arrival."""
+        now = time.monotonic()
+        end = now + delay
+        self._grew = False
+        # Looks after QUIET_GAP (a flood has filled a trip by then) and QUIET_GAP
+        # before the end: what comes in that last stretch says it is still writing.
+        for until in (now + QUIET_GAP, end - QUIET_GAP, end):
+            left = min(until, end) - time.monotonic()
+            if left <= 0:
+                continue
+            held = await self._hold(left)
+            size = len(data)
             data = self._take_ready(data)
-            if len(data) >= FULL_TRIP:
-                return data
-            step = delay
-        return self._take_ready(data)
+            self._grew = len(data) > size
+            if not held or len(data) >= FULL_TRIP:
+                break
+        return data
 
     async def _hold(self, delay: float) -> bool:
         """Sleep `delay`; False at once if a sync is awaited, or as soon as one is

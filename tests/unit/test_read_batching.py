@@ -185,30 +185,40 @@ def test_what_is_ready_is_taken_in_one_trip() -> None:
 
 def test_a_sustained_stream_settles_to_the_trip_rate() -> None:
     """Bytes 20 ms apart: each read has waited a quiet spell, so only the budget
-    spaces the trips: TRIP_BURST at once, then TRIP_RATE a second."""
+    spaces the trips: TRIP_BURST at once, then TRIP_RATE a second. The watcher is told
+    the program is busy writing (`streaming`), except by the trip after which the
+    stream stopped: that one may end with a prompt."""
 
-    async def scenario() -> tuple[int, bool]:
+    async def scenario() -> tuple[int, bool, bool]:
         ex = await started()
-        trips, streaming = 0, False
+        trips, streaming, last = 0, False, True
+        trip = asyncio.Event()
 
         async def writer() -> None:
             deadline = time.monotonic() + 1.5
             while time.monotonic() < deadline:
                 ex.emit(b"x")
                 await asyncio.sleep(0.02)
+            trip.clear()
+            await trip.wait()  # the prompt right after a trip: early in the next hold
+            ex.emit(b"? ")
+            await asyncio.sleep(0.5)  # at the prompt
             ex.end()
 
         task = asyncio.ensure_future(writer())
-        async for _ in ex.output():
+        async for chunk in ex.output():
             trips += 1
+            trip.set()
             streaming = streaming or ex.streaming
+            if chunk.endswith(b"? "):
+                last = ex.streaming
         await task
-        return trips, streaming
+        return trips, streaming, last
 
-    trips, streaming = asyncio.run(asyncio.wait_for(scenario(), 10))
+    trips, streaming, last = asyncio.run(asyncio.wait_for(scenario(), 10))
     # ~75 writes; the budget allows 4 + 1.5 x 4 = 10, and the first three are free.
     assert trips <= reads.TRIP_BURST + 1.5 * reads.TRIP_RATE + reads.ANSWER_READS + 2, trips
-    assert streaming  # the watcher was told: a program busy writing
+    assert streaming and not last
 
 
 def test_a_held_trip_goes_at_once_when_a_sync_is_asked() -> None:

@@ -177,13 +177,14 @@ class InputWatcher:
         chunk). A prompt ends the output before it, so while output keeps coming the
         check keeps moving back, but never beyond max_interval from the first nudge:
         a stream of output costs a poll per max_interval, not one per chunk. A
-        `streaming` chunk (a sustained stream's, paced by the runtime: its program is
-        busy writing) bounds them at IDLE_MAX_INTERVAL: a prompt read by another
-        thread while one streams is seen within that."""
+        `streaming` chunk (a sustained stream's, paced by the runtime, whose program
+        was still writing as it went) brings no check forward, and checks come every
+        IDLE_MAX_INTERVAL while they last: a prompt read by another thread while one
+        streams is seen within that."""
         now = time.monotonic()
         self._last_activity = now
         self._streaming = streaming
-        if self._wake is None:
+        if self._wake is None or streaming:
             return
         if self._nudged_at is None:
             self._nudged_at = now
