@@ -245,22 +245,24 @@ class Execution(abc.ABC):
 
     async def _gather(self, data: bytes, delay: float) -> bytes:
         """data and what more the stream brings within `delay`; sooner once that is
-        FULL_TRIP, or a sync is awaited, or input was sent; not at every arrival."""
+        FULL_TRIP, or a sync is awaited, or input was sent, or PAUSE_GAP passed with
+        nothing (the program stopped writing: it may be at a prompt). It looks after
+        QUIET_GAP (a flood has filled a trip by then), then every PAUSE_GAP, not at
+        every arrival; whether the last look found more says it is still writing."""
         now = time.monotonic()
         end = now + delay
+        until = now + QUIET_GAP
         self._grew = False
-        # Looks after QUIET_GAP (a flood has filled a trip by then) and QUIET_GAP
-        # before the end: what comes in that last stretch says it is still writing.
-        for until in (now + QUIET_GAP, end - QUIET_GAP, end):
-            left = min(until, end) - time.monotonic()
-            if left <= 0:
-                continue
+        while (left := min(until, end) - time.monotonic()) > 0:
             held = await self._hold(left)
             size = len(data)
             data = self._take_ready(data)
             self._grew = len(data) > size
             if not held or len(data) >= FULL_TRIP:
                 break
+            if not self._grew and until > now + QUIET_GAP:
+                break  # a whole PAUSE_GAP without a byte
+            until += PAUSE_GAP
         return data
 
     async def _hold(self, delay: float) -> bool:
