@@ -30,8 +30,9 @@ import time
 # Not paced: a trip after a pause of PAUSE_GAP (a program printing a line every 100 ms
 # is shown live: at most 20 such trips a second), a full trip (FULL_TRIP) and the short
 # one after it (a flood's tail), and the free reads above. A trip waiting for its turn
-# goes at once when the input detector asks for a sync (the program may be at a prompt)
-# or input is sent, so neither prompts nor echoes wait for the budget.
+# goes once PAUSE_GAP passes without a byte (the program stopped: it may be at a
+# prompt), or at once when the input detector asks for a sync or input is sent, so
+# neither prompts nor echoes wait out the budget.
 BATCH = 65536
 SMALL_READ = 2048
 FULL_TRIP = BATCH  # a trip this big is worth its fixed cost: never waits for the budget

@@ -313,3 +313,35 @@ def test_the_budget_refills_at_its_rate_and_keeps_no_more_than_its_burst() -> No
     assert budget.wait() <= 0.1
     time.sleep(0.35)
     assert budget.wait() == 0.0 and budget.tokens == 2.0
+
+
+def test_a_held_trip_goes_once_the_stream_stops() -> None:
+    """A program that stops writing may be at a prompt: what it wrote last is not
+    kept for the budget's next turn (250 ms) once PAUSE_GAP passed without a byte."""
+
+    async def scenario() -> float:
+        ex = await started()
+        arrived, trip = asyncio.Event(), asyncio.Event()
+
+        async def reader() -> None:
+            async for chunk in ex.output():
+                trip.set()
+                if chunk.endswith(b"? "):
+                    arrived.set()
+
+        task = asyncio.ensure_future(reader())
+        for _ in range(40):  # spend the budget
+            ex.emit(b"x")
+            await asyncio.sleep(0.02)
+        trip.clear()
+        await trip.wait()
+        ex.emit(b"x? ")  # just after a trip: the next waits ~250 ms for the budget
+        t0 = time.monotonic()
+        await asyncio.wait_for(arrived.wait(), 2)
+        took = time.monotonic() - t0
+        ex.end()
+        await task
+        return took
+
+    took = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert took < 0.15, took  # QUIET_GAP, then PAUSE_GAP without a byte
