@@ -167,9 +167,8 @@ class TerminalModel:
         BACKLOG chars), on a fresh line. For output that scrolls, which is nearly all,
         the screen ends up the same; text that moved the cursor before that point is
         lost, and ``degraded`` says so."""
-        size = [i for i in self._unfed if isinstance(i, _Resize)]
         text = self._ready + "".join(i for i in self._unfed if isinstance(i, str))
-        rows, cols = (size[-1].rows, size[-1].cols) if size else (self.rows, self.cols)
+        rows, cols = self.rows, self.cols  # the last size asked for (see resize)
         cut = len(text)
         for _ in range(rows + 1):
             cut = text.rfind("\n", 0, cut)
@@ -181,7 +180,9 @@ class TerminalModel:
         self.degraded = self.degraded or "\x1b" in text[: max(cut, 0)]
         text = text[cut + 1 :] if cut >= 0 else _tail(text, rows * cols)
         text = text[-BACKLOG:]
-        self._unfed = [*size[-1:], text]
+        # The size goes with the text even when no resize is left in _unfed: append()
+        # may have dropped it with the oldest chunks, and the screen is still the old size.
+        self._unfed = [_Resize(rows, cols), text]
         self._unfed_chars = len(text)
         self._ready = ""
         self._held = ""

@@ -120,3 +120,16 @@ def test_plain_scrolling_output_ends_on_the_right_screen_even_when_skipped() -> 
     snap = model.snapshot()
     assert snap["lines"][-2] == "line 4999" and snap["lines"][-1] == "last?"
     assert not model.degraded  # plain text: nothing that moved the cursor was skipped
+
+
+def test_a_resize_before_a_flood_is_kept_when_the_oldest_text_is_dropped() -> None:
+    # append() drops the oldest chunks of a flood, and the resize before them was one
+    # of those chunks: the screen stayed 24x80 for a session created at 120x300.
+    model = TerminalModel(24, 80)
+    model.resize(120, 300)
+    for _ in range(5000):
+        model.append("x" * 100)
+    model.freeze()
+    snap = model.snapshot()
+    assert (snap["rows"], snap["cols"]) == (120, 300)
+    assert len(snap["lines"]) == 120 and snap["lines"][0].startswith("x" * 300)
