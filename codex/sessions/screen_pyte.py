@@ -6,7 +6,8 @@ cheap: erasing the display clears the buffer, the alternate screen swaps buffers
 of copying them, DECALN (a test pattern) is ignored, inserting and deleting characters
 touch only the cells there are, dirty-line tracking (unused here) is off, and the size
 never exceeds the caps of codex.sessions.sizes. Text is read from the cells there are,
-not from every column.
+not from every column. And plain ASCII text, nearly all output, is drawn a line's worth
+at a time instead of a character at a time.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import pyte
 import pyte.modes
+from pyte.modes import DECAWM, IRM
 
 from codex.sessions.sizes import clamp_size
 
@@ -111,6 +113,37 @@ class CheapScreen(pyte.Screen):
                 moved[k + by] = char
         line.clear()
         line.update(moved)
+
+    def draw(self, data: str) -> None:
+        # pyte draws a character at a time (its width, the wrap, a new Char each):
+        # ~1.5 us a char, 60 ms for a 120 x 300 screenful. Printable ASCII in the
+        # default modes is one cell a char, so a line's worth goes in one update.
+        modes = self.mode
+        if IRM in modes or DECAWM not in modes or not (data.isascii() and data.isprintable()):
+            super().draw(data)
+            return
+        shown = data.translate(self.g1_charset if self.charset else self.g0_charset)
+        if shown != data:  # a graphics character set maps letters to lines and corners
+            super().draw(data)
+            return
+        cursor, columns = self.cursor, self.columns
+        attrs = cursor.attrs
+        cells = {char: attrs._replace(data=char) for char in set(data)}
+        start = 0
+        while start < len(data):
+            if cursor.x >= columns:
+                self.carriage_return()
+                self.linefeed()
+            piece = data[start : start + columns - cursor.x]
+            self.buffer[cursor.y].update(
+                zip(
+                    range(cursor.x, cursor.x + len(piece)),
+                    map(cells.__getitem__, piece),
+                    strict=True,
+                )
+            )
+            cursor.x += len(piece)
+            start += len(piece)
 
     def alignment_display(self) -> None:
         """DECALN fills every cell with "E" to align a CRT: a test pattern, ignored."""
