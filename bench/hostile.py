@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import os
 import random
@@ -317,8 +318,8 @@ def part_bytes(args: argparse.Namespace, report: Report) -> None:
                     # What the session costs however quiet it is (its start, the pool's
                     # refill, the detector's looks, the prompt's round trip): an idle
                     # one as long, right after.
-                    idle = idle_program(run["seconds"], prompt)
-                    base = asyncio.run(settled_run(server, size, idle, 20, True))
+                    quiet = idle_program(run["seconds"], prompt)
+                    base = asyncio.run(settled_run(server, size, quiet, 20, True))
                     run["idle_cpu_ms"] = base.get("cpu_ms", 0.0)
                 for r in runs:
                     net = max(0.0, r.get("cpu_ms", 0.0) - r.get("idle_cpu_ms", 0.0))
@@ -641,6 +642,50 @@ async def _cancel(tasks: Sequence[asyncio.Future[Any]]) -> None:
             await t
 
 
+ATTACK_MAX_SECONDS = 180  # an attack process ends by itself after this, parent or not
+
+
+@contextlib.asynccontextmanager
+async def attack_elsewhere(name: str, base: str, size: int) -> AsyncIterator[dict[str, Any]]:
+    """The attack, in a process of its own (``--mount-attack``): the victims' client then
+    shares no event loop and no GIL with the attacker's, so the victims' figures are the
+    server's, not the bench's. (In one loop, the churn's ~700 requests a second and the
+    screen's megabytes of output delayed the victims' own responses.) The stats come
+    back as JSON once the parent closes the child's stdin."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.hostile", "--mount-attack", name,
+        "--base", base, "--size", str(size), "--churn-rate", str(CHURN_RATE[0]),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=serverproc.ROOT,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    stats: dict[str, Any] = {}
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), 90)
+        if line.strip() != b"ready":
+            raise RuntimeError(f"the {name} attack did not start (it said {line!r})")
+        yield stats
+    finally:
+        proc.stdin.close()
+        try:
+            stats.update(json.loads(await asyncio.wait_for(proc.stdout.read(), 60) or b"{}"))
+        except (TimeoutError, json.JSONDecodeError) as exc:
+            stats["error"] = repr(exc)
+            proc.kill()
+        await proc.wait()
+
+
+async def mount_attack(name: str, base: str, size: int) -> None:
+    """The child's side: mount the attack, say ``ready``, run until stdin closes."""
+    loop = asyncio.get_running_loop()
+    stdin = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+    async with ATTACKS[name](base, size) as stats:
+        print("ready", flush=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stdin.read(), ATTACK_MAX_SECONDS)
+    print(json.dumps(stats), flush=True)
+
+
 async def victims_run(args: argparse.Namespace, server: Server) -> dict[str, Any]:
     out: dict[str, Any] = {}
     async with aiohttp.ClientSession() as http:
@@ -653,7 +698,12 @@ async def victims_run(args: argparse.Namespace, server: Server) -> dict[str, Any
     for name in args.attacks:
         c0, t0 = server.cpu(), time.monotonic()
         try:
-            async with ATTACKS[name](server.base, size) as stats:
+            mount = (
+                ATTACKS[name]
+                if args.attacks_in_process
+                else functools.partial(attack_elsewhere, name)
+            )
+            async with mount(server.base, size) as stats:
                 during = await victims(server.base, args.runs, args.pace)
         except Exception as exc:  # an attack that could not be mounted
             traceback.print_exc()
@@ -724,6 +774,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="churn's creates a second, its 6 addresses together (0: back to back)",
     )
+    p.add_argument(
+        "--attacks-in-process",
+        action="store_true",
+        help="run each attack in the victims' own process and event loop (as before "
+        "2026-12-04), not in a process of its own",
+    )
+    # The child's side of attack_elsewhere: not for the command line.
+    p.add_argument("--mount-attack", choices=list(ATTACKS), help=argparse.SUPPRESS)
+    p.add_argument("--base", default="", help=argparse.SUPPRESS)
+    p.add_argument("--size", type=int, default=SIZE_CAP, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.attacks = [a for a in args.attacks.split(",") if a]
     unknown = set(args.attacks) - set(ATTACKS)
@@ -746,6 +806,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.codex_dir is not None:
         serverproc.CODEX_DIR[0] = args.codex_dir.resolve()
     _raise_nofile()  # 500 slow connections and the rest
+    if args.mount_attack:
+        asyncio.run(mount_attack(args.mount_attack, args.base, args.size))
+        return 0
     random.seed(7)
     report = Report()
     report.data["machine"] = machine_info()
