@@ -33,6 +33,7 @@ import functools
 import json
 import os
 import random
+import re
 import resource
 import socket
 import sys
@@ -45,7 +46,7 @@ from typing import Any
 import aiohttp
 
 from bench import serverproc
-from bench.bench import Report, SioClient, ms, summary
+from bench.bench import Report, SioClient, metrics_text, ms, summary
 from bench.serverproc import RESULTS, codex_server, machine_info, thread_cpu_seconds
 
 MB = 1e6
@@ -642,6 +643,59 @@ async def _cancel(tasks: Sequence[asyncio.Future[Any]]) -> None:
             await t
 
 
+LAG_BUCKET = re.compile(r'^codex_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)$', re.M)
+
+
+async def lag_buckets(base: str) -> dict[float, float]:
+    """The server's loop-lag histogram, cumulative counts by upper bound (empty for a
+    server without it: a checkout from before 2026-12-04 evening)."""
+    text = await metrics_text(base) or ""
+    return {float(le): float(n) for le, n in LAG_BUCKET.findall(text)}
+
+
+def lag_summary(before: dict[float, float], after: dict[float, float]) -> dict[str, Any]:
+    """Looks at the loop during a window, and the bucket bounds under which 99 % and
+    all of them fell (seconds)."""
+    counts = {le: after[le] - before.get(le, 0.0) for le in sorted(after)}
+    total = counts.get(float("inf"), 0.0)
+    if not total:
+        return {}
+    p99 = next(le for le, n in counts.items() if n >= 0.99 * total)
+    top = next(le for le, n in counts.items() if n >= total)
+    largest = max(le for le in counts if le != float("inf"))
+
+    def bound(le: float) -> float | None:
+        return None if le == float("inf") else le  # None: over the largest (JSON has no inf)
+
+    below, spread = 0.0, {}
+    for le, n in counts.items():  # cumulative to per bucket, the empty ones left out
+        if n > below:
+            spread["inf" if le == float("inf") else f"{le:g}"] = int(n - below)
+        below = n
+    return {
+        "looks": int(total),
+        "p99_under_s": bound(p99),
+        "max_under_s": bound(top),
+        "largest_s": largest,
+        "looks_by_bucket": spread,
+    }
+
+
+def lag_text(lag: dict[str, Any]) -> str:
+    if not lag:
+        return "loop lag not measured"
+
+    def bound(seconds: float | None) -> str:
+        if seconds is None:
+            return f"over {ms(lag['largest_s'] * 1000)}"
+        return f"<= {ms(seconds * 1000)}"
+
+    return (
+        f"loop lag p99 {bound(lag['p99_under_s'])}, max {bound(lag['max_under_s'])} "
+        f"({lag['looks']} looks)"
+    )
+
+
 ATTACK_MAX_SECONDS = 180  # an attack process ends by itself after this, parent or not
 
 
@@ -693,10 +747,16 @@ async def victims_run(args: argparse.Namespace, server: Server) -> dict[str, Any
     out["terminal_size"] = size
     await victims(server.base, 8, args.pace)  # warm-up: the pool fills, the page cache
     await asyncio.sleep(2)
+    lag0 = await lag_buckets(server.base)
     out["quiet"] = await victims(server.base, args.runs, args.pace)
-    print(f"   quiet: p95 {ms(out['quiet'].get('p95'))}", flush=True)
+    out["quiet"]["loop_lag"] = lag_summary(lag0, await lag_buckets(server.base))
+    print(
+        f"   quiet: p95 {ms(out['quiet'].get('p95'))}; {lag_text(out['quiet']['loop_lag'])}",
+        flush=True,
+    )
     for name in args.attacks:
         c0, t0 = server.cpu(), time.monotonic()
+        lag0 = await lag_buckets(server.base)
         try:
             mount = (
                 ATTACKS[name]
@@ -710,11 +770,13 @@ async def victims_run(args: argparse.Namespace, server: Server) -> dict[str, Any
             out[name] = {"error": repr(exc)}
             continue
         during["attack"] = stats
+        during["loop_lag"] = lag_summary(lag0, await lag_buckets(server.base))
         during["server_cpu_share"] = round((server.cpu() - c0) / (time.monotonic() - t0), 3)
         out[name] = during
         print(
             f"   {name}: p95 {ms(during.get('p95'))}, lost {during['lost']}, server CPU "
-            f"{during['server_cpu_share']:.0%} of a core; {stats}",
+            f"{during['server_cpu_share']:.0%} of a core; {lag_text(during['loop_lag'])}; "
+            f"{stats}",
             flush=True,
         )
         await asyncio.sleep(2)  # what the attack left behind ends
@@ -732,8 +794,9 @@ def part_victims(args: argparse.Namespace, report: Report) -> None:
     report.data["victims"] = data
     quiet = data["quiet"].get("p95")
     report.row(
-        "(b) victims' first output, no attack: p50 / p95",
-        f"{ms(data['quiet'].get('p50'))} / {ms(quiet)}",
+        "(b) victims' first output, no attack: p50 / p95 (its loop's lag)",
+        f"{ms(data['quiet'].get('p50'))} / {ms(quiet)} "
+        f"({lag_text(data['quiet'].get('loop_lag', {}))})",
     )
     for name in args.attacks:
         d = data.get(name, {})
@@ -742,9 +805,9 @@ def part_victims(args: argparse.Namespace, report: Report) -> None:
             continue
         ratio = d["p95"] / quiet if quiet else float("nan")
         report.row(
-            f"(b) under {name}: p50 / p95 (lost; server CPU)",
+            f"(b) under {name}: p50 / p95 (lost; server CPU; its loop's lag)",
             f"{ms(d['p50'])} / {ms(d['p95'])} = {ratio:.1f}x "
-            f"({d['lost']} lost; {d['server_cpu_share']:.0%})",
+            f"({d['lost']} lost; {d['server_cpu_share']:.0%}; {lag_text(d.get('loop_lag', {}))})",
             f"<= 3 x {ms(quiet)}",
             ratio <= 3 and d["lost"] == 0,
         )

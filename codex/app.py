@@ -21,6 +21,7 @@ from codex.cluster.directory import Cluster
 from codex.cluster.locator import CommandHandler, SessionLocator
 from codex.config import Settings
 from codex.errors import HostNotAllowed
+from codex.looplag import watch_lag
 from codex.runtime.base import Runtime
 from codex.sessions.registry import SessionRegistry
 from codex.tasks import Tasks
@@ -107,7 +108,7 @@ class CodexApp:
         self.port: int | None = None
         self.cluster: Cluster | None = None
         self.commands: CommandHandler | None = None
-        self.tasks = Tasks("app")  # the reaper of dead peers' sandboxes
+        self.tasks = Tasks("app")  # the loop-lag watch, the reaper of dead peers' sandboxes
 
     async def start(self) -> int:
         if self.settings.redis_url:
@@ -141,6 +142,8 @@ class CodexApp:
             self.port,
             self.runtime.name,
         )
+        # Last: a start that failed before this leaves no task behind.
+        self.tasks.spawn(watch_lag(self.registry.metrics.loop_lag.observe))
         return self.port
 
     async def _reap_dead_peers(self, cluster: Cluster) -> None:

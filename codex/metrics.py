@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from codex import looplag
+
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -55,6 +57,13 @@ class Metrics:
             "codex_first_output_seconds",
             "From the execute request to the program's first output.",
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.loop_lag = Histogram(
+            "codex_event_loop_lag_seconds",
+            "How late the event loop ran a timer due every 0.25 s: how long it was busy "
+            "(every session's work shares it) when the timer fell due.",
+            buckets=looplag.BUCKETS,
             registry=r,
         )
         self.input_required = Counter(

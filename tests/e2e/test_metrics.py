@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from codex import looplag
 from tests.harness import Harness, running_app
 
 pytestmark = [pytest.mark.docker, pytest.mark.gen_test(timeout=120)]
@@ -31,6 +34,7 @@ async def test_metrics_count_executions_events_and_the_pool() -> None:
         await h.run("print(")  # syntax error: no sandbox
         refused = await h.request("POST", "/api/execute", {"code": "print(1)"})
         assert refused.status == 429
+        await asyncio.sleep(looplag.INTERVAL * 1.5)  # at least one look at the loop since
         after = await scrape(h)
     assert after["codex_executions_total{status=ok}"] == 1
     assert after["codex_executions_total{status=runtime_error}"] == 1
@@ -41,3 +45,6 @@ async def test_metrics_count_executions_events_and_the_pool() -> None:
     assert after["codex_pool_hits_total"] + after["codex_pool_misses_total"] == 2
     assert after["codex_sandbox_start_seconds_count"] == 2
     assert after["codex_first_output_seconds_count"] == 2
+    # The loop's lag is looked at four times a second, the whole time.
+    looks = "codex_event_loop_lag_seconds_count"
+    assert after[looks] > before[looks]
