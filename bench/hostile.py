@@ -643,25 +643,30 @@ async def _cancel(tasks: Sequence[asyncio.Future[Any]]) -> None:
             await t
 
 
-LAG_BUCKET = re.compile(r'^codex_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)$', re.M)
+# The server's own histograms of what held its event loop (absent from a checkout
+# before 2026-12-04 evening: then "not measured").
+LOOP_LAG, GC_PAUSE = "codex_event_loop_lag_seconds", "codex_gc_pause_seconds"
+BUCKET = re.compile(r'^(codex_\w+)_bucket\{le="([^"]+)"\} (\S+)$', re.M)
+Histograms = dict[str, dict[float, float]]  # name -> cumulative count by upper bound
 
 
-async def lag_buckets(base: str) -> dict[float, float]:
-    """The server's loop-lag histogram, cumulative counts by upper bound (empty for a
-    server without it: a checkout from before 2026-12-04 evening)."""
+async def stall_histograms(base: str) -> Histograms:
+    """Cumulative counts by upper bound, of each of LOOP_LAG and GC_PAUSE."""
     text = await metrics_text(base) or ""
-    return {float(le): float(n) for le, n in LAG_BUCKET.findall(text)}
+    out: Histograms = {LOOP_LAG: {}, GC_PAUSE: {}}
+    for name, le, n in BUCKET.findall(text):
+        if name in out:
+            out[name][float(le)] = float(n)
+    return out
 
 
-def lag_summary(before: dict[float, float], after: dict[float, float]) -> dict[str, Any]:
-    """Looks at the loop during a window, and the bucket bounds under which 99 % and
-    all of them fell (seconds)."""
+def histogram_summary(before: dict[float, float], after: dict[float, float]) -> dict[str, Any]:
+    """Observations during a window, and the bucket bounds under which 99 % and all of
+    them fell (seconds)."""
+    if not after:
+        return {}
     counts = {le: after[le] - before.get(le, 0.0) for le in sorted(after)}
     total = counts.get(float("inf"), 0.0)
-    if not total:
-        return {}
-    p99 = next(le for le, n in counts.items() if n >= 0.99 * total)
-    top = next(le for le, n in counts.items() if n >= total)
     largest = max(le for le in counts if le != float("inf"))
 
     def bound(le: float) -> float | None:
@@ -673,27 +678,39 @@ def lag_summary(before: dict[float, float], after: dict[float, float]) -> dict[s
             spread["inf" if le == float("inf") else f"{le:g}"] = int(n - below)
         below = n
     return {
-        "looks": int(total),
-        "p99_under_s": bound(p99),
-        "max_under_s": bound(top),
+        "n": int(total),
+        "p99_under_s": bound(next(le for le, n in counts.items() if n >= 0.99 * total)),
+        "max_under_s": bound(next(le for le, n in counts.items() if n >= total)),
         "largest_s": largest,
-        "looks_by_bucket": spread,
+        "by_bucket": spread,
     }
 
 
-def lag_text(lag: dict[str, Any]) -> str:
+def stalls(before: Histograms, after: Histograms) -> dict[str, Any]:
+    """What held the server's loop during a window: its lag, its full collections."""
+    return {
+        "loop_lag": histogram_summary(before[LOOP_LAG], after[LOOP_LAG]),
+        "gc_pauses": histogram_summary(before[GC_PAUSE], after[GC_PAUSE]),
+    }
+
+
+def stalls_text(window: dict[str, Any]) -> str:
+    lag, gc = window.get("loop_lag") or {}, window.get("gc_pauses") or {}
     if not lag:
         return "loop lag not measured"
 
-    def bound(seconds: float | None) -> str:
-        if seconds is None:
-            return f"over {ms(lag['largest_s'] * 1000)}"
-        return f"<= {ms(seconds * 1000)}"
+    def bound(h: dict[str, Any], key: str) -> str:
+        if h[key] is None:
+            return f"over {ms(h['largest_s'] * 1000)}"
+        return f"<= {ms(h[key] * 1000)}"
 
-    return (
-        f"loop lag p99 {bound(lag['p99_under_s'])}, max {bound(lag['max_under_s'])} "
-        f"({lag['looks']} looks)"
-    )
+    text = f"loop lag p99 {bound(lag, 'p99_under_s')}, max {bound(lag, 'max_under_s')}"
+    text += f" ({lag['n']} looks)"
+    if not gc:
+        return text + "; GC pauses not measured"
+    if gc["n"]:
+        return text + f"; {gc['n']} full GCs, max {bound(gc, 'max_under_s')}"
+    return text + "; no full GC"
 
 
 ATTACK_MAX_SECONDS = 180  # an attack process ends by itself after this, parent or not
@@ -747,16 +764,13 @@ async def victims_run(args: argparse.Namespace, server: Server) -> dict[str, Any
     out["terminal_size"] = size
     await victims(server.base, 8, args.pace)  # warm-up: the pool fills, the page cache
     await asyncio.sleep(2)
-    lag0 = await lag_buckets(server.base)
+    h0 = await stall_histograms(server.base)
     out["quiet"] = await victims(server.base, args.runs, args.pace)
-    out["quiet"]["loop_lag"] = lag_summary(lag0, await lag_buckets(server.base))
-    print(
-        f"   quiet: p95 {ms(out['quiet'].get('p95'))}; {lag_text(out['quiet']['loop_lag'])}",
-        flush=True,
-    )
+    out["quiet"].update(stalls(h0, await stall_histograms(server.base)))
+    print(f"   quiet: p95 {ms(out['quiet'].get('p95'))}; {stalls_text(out['quiet'])}", flush=True)
     for name in args.attacks:
         c0, t0 = server.cpu(), time.monotonic()
-        lag0 = await lag_buckets(server.base)
+        h0 = await stall_histograms(server.base)
         try:
             mount = (
                 ATTACKS[name]
@@ -770,12 +784,12 @@ async def victims_run(args: argparse.Namespace, server: Server) -> dict[str, Any
             out[name] = {"error": repr(exc)}
             continue
         during["attack"] = stats
-        during["loop_lag"] = lag_summary(lag0, await lag_buckets(server.base))
+        during.update(stalls(h0, await stall_histograms(server.base)))
         during["server_cpu_share"] = round((server.cpu() - c0) / (time.monotonic() - t0), 3)
         out[name] = during
         print(
             f"   {name}: p95 {ms(during.get('p95'))}, lost {during['lost']}, server CPU "
-            f"{during['server_cpu_share']:.0%} of a core; {lag_text(during['loop_lag'])}; "
+            f"{during['server_cpu_share']:.0%} of a core; {stalls_text(during)}; "
             f"{stats}",
             flush=True,
         )
@@ -794,9 +808,8 @@ def part_victims(args: argparse.Namespace, report: Report) -> None:
     report.data["victims"] = data
     quiet = data["quiet"].get("p95")
     report.row(
-        "(b) victims' first output, no attack: p50 / p95 (its loop's lag)",
-        f"{ms(data['quiet'].get('p50'))} / {ms(quiet)} "
-        f"({lag_text(data['quiet'].get('loop_lag', {}))})",
+        "(b) victims' first output, no attack: p50 / p95 (its loop's stalls)",
+        f"{ms(data['quiet'].get('p50'))} / {ms(quiet)} ({stalls_text(data['quiet'])})",
     )
     for name in args.attacks:
         d = data.get(name, {})
@@ -805,9 +818,9 @@ def part_victims(args: argparse.Namespace, report: Report) -> None:
             continue
         ratio = d["p95"] / quiet if quiet else float("nan")
         report.row(
-            f"(b) under {name}: p50 / p95 (lost; server CPU; its loop's lag)",
+            f"(b) under {name}: p50 / p95 (lost; server CPU; its loop's stalls)",
             f"{ms(d['p50'])} / {ms(d['p95'])} = {ratio:.1f}x "
-            f"({d['lost']} lost; {d['server_cpu_share']:.0%}; {lag_text(d.get('loop_lag', {}))})",
+            f"({d['lost']} lost; {d['server_cpu_share']:.0%}; {stalls_text(d)})",
             f"<= 3 x {ms(quiet)}",
             ratio <= 3 and d["lost"] == 0,
         )

@@ -21,6 +21,7 @@ from codex.cluster.directory import Cluster
 from codex.cluster.locator import CommandHandler, SessionLocator
 from codex.config import Settings
 from codex.errors import HostNotAllowed
+from codex.gcpauses import PauseWatch, freeze_startup
 from codex.looplag import watch_lag
 from codex.runtime.base import Runtime
 from codex.sessions.registry import SessionRegistry
@@ -109,6 +110,7 @@ class CodexApp:
         self.cluster: Cluster | None = None
         self.commands: CommandHandler | None = None
         self.tasks = Tasks("app")  # the loop-lag watch, the reaper of dead peers' sandboxes
+        self.gc_watch = PauseWatch(self.registry.metrics.gc_pause.observe)
 
     async def start(self) -> int:
         if self.settings.redis_url:
@@ -144,6 +146,8 @@ class CodexApp:
         )
         # Last: a start that failed before this leaves no task behind.
         self.tasks.spawn(watch_lag(self.registry.metrics.loop_lag.observe))
+        self.gc_watch.install()
+        log.info("%d objects of the start frozen (gc.freeze)", freeze_startup())
         return self.port
 
     async def _reap_dead_peers(self, cluster: Cluster) -> None:
@@ -165,6 +169,7 @@ class CodexApp:
         if self.server is not None:
             self.server.stop()
         await self.tasks.close()  # cancelled and ended: no reaping during the sweep
+        self.gc_watch.uninstall()
         if self.commands is not None:
             self.commands.stop()
         await self.socketio.sio.shutdown()

@@ -7,6 +7,7 @@ here is on the per-byte path except one counter increment per frame.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterator
 
@@ -14,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from codex import looplag
+from codex import gcpauses, looplag
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0)
 
@@ -59,13 +60,7 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.loop_lag = Histogram(
-            "codex_event_loop_lag_seconds",
-            "How late the event loop ran a timer due every 0.25 s: how long it was busy "
-            "(every session's work shares it) when the timer fell due.",
-            buckets=looplag.BUCKETS,
-            registry=r,
-        )
+        self._stall_metrics(r)
         self.input_required = Counter(
             "codex_input_required", "input_required events announced.", registry=r
         )
@@ -81,6 +76,30 @@ class Metrics:
             }
         )
         r.register(self.counts)
+
+    def _stall_metrics(self, r: CollectorRegistry) -> None:
+        """What holds the event loop beyond a session's own work: the loop's lag and
+        the cyclic garbage collector (codex.looplag, codex.gcpauses)."""
+        self.loop_lag = Histogram(
+            "codex_event_loop_lag_seconds",
+            "How late the event loop ran a timer due every 0.25 s: how long it was busy "
+            "(every session's work shares it) when the timer fell due.",
+            buckets=looplag.BUCKETS,
+            registry=r,
+        )
+        self.gc_pause = Histogram(
+            "codex_gc_pause_seconds",
+            "Full collections of the cyclic garbage collector, by how long each took (wall "
+            "clock: the event loop waits meanwhile).",
+            buckets=gcpauses.BUCKETS,
+            registry=r,
+        )
+        self.gc_frozen = Gauge(
+            "codex_gc_frozen_objects",
+            "Objects of the server's start that no collection walks (gc.freeze).",
+            registry=r,
+        )
+        self.gc_frozen.set_function(gc.get_freeze_count)
 
     def watch(
         self,

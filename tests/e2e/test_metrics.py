@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -35,6 +36,7 @@ async def test_metrics_count_executions_events_and_the_pool() -> None:
         refused = await h.request("POST", "/api/execute", {"code": "print(1)"})
         assert refused.status == 429
         await asyncio.sleep(looplag.INTERVAL * 1.5)  # at least one look at the loop since
+        gc.collect()  # a full collection: the app (in this process) times it
         after = await scrape(h)
     assert after["codex_executions_total{status=ok}"] == 1
     assert after["codex_executions_total{status=runtime_error}"] == 1
@@ -48,3 +50,5 @@ async def test_metrics_count_executions_events_and_the_pool() -> None:
     # The loop's lag is looked at four times a second, the whole time.
     looks = "codex_event_loop_lag_seconds_count"
     assert after[looks] > before[looks]
+    assert after["codex_gc_pause_seconds_count"] > before["codex_gc_pause_seconds_count"]
+    assert after["codex_gc_frozen_objects"] > 1000  # what the start made, frozen
