@@ -4,7 +4,7 @@ A full collection (generation 2) walks every object the collector tracks while i
 holds the event loop, so its pause grows with all the server holds, not with the
 garbage: most of the ~70 000 objects that exist once the server has started (modules,
 classes, functions, the parts wired once) live as long as the process, and every full
-collection walked them again. During a churn of sessions that was 56-107 ms a
+collection walked them again. During a churn of sessions that was 27-108 ms a
 collection, every 2-3 s; with them frozen, 9-30 ms (docs/performance.md).
 
 ``freeze_startup`` collects once and moves what is left to the permanent generation
@@ -22,8 +22,6 @@ import gc
 import time
 from collections.abc import Callable
 from typing import Any
-
-BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 def freeze_startup() -> int:

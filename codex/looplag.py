@@ -18,7 +18,6 @@ import asyncio
 from collections.abc import Callable
 
 INTERVAL = 0.25  # seconds between two looks
-BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 async def watch_lag(observe: Callable[[float], None], interval: float = INTERVAL) -> None:

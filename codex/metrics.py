@@ -15,9 +15,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from codex import gcpauses, looplag
+from codex import looplag
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0)
+# What held the event loop: from a millisecond (a quiet loop) to seconds (a stall).
+STALL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class ReadCounters(Collector):
@@ -82,16 +84,16 @@ class Metrics:
         the cyclic garbage collector (codex.looplag, codex.gcpauses)."""
         self.loop_lag = Histogram(
             "codex_event_loop_lag_seconds",
-            "How late the event loop ran a timer due every 0.25 s: how long it was busy "
-            "(every session's work shares it) when the timer fell due.",
-            buckets=looplag.BUCKETS,
+            f"How late the event loop ran a timer due every {looplag.INTERVAL:g} s: how long "
+            "it was busy (every session's work shares it) when the timer fell due.",
+            buckets=STALL_BUCKETS,
             registry=r,
         )
         self.gc_pause = Histogram(
             "codex_gc_pause_seconds",
             "Full collections of the cyclic garbage collector, by how long each took (wall "
             "clock: the event loop waits meanwhile).",
-            buckets=gcpauses.BUCKETS,
+            buckets=STALL_BUCKETS,
             registry=r,
         )
         self.gc_frozen = Gauge(
