@@ -380,6 +380,30 @@ def test_pages_open_grow_the_pool_to_its_ceiling_and_it_shrinks_after_the_linger
     run(scenario)
 
 
+def test_a_pool_back_at_its_floor_counts_the_closes_still_under_way_as_in_flight() -> None:
+    async def scenario() -> None:
+        engine = Engine()
+        demand = Demand(2, 6, linger=0.0)
+        idle = [4]
+        demand.idle_clients = lambda: idle[0]
+        pool = ContainerPool(engine, 2, 0.0, demand)
+        pool.headroom = lambda: 64
+        pool.start()
+        await eventually(lambda: pool.ready == 4 and pool.in_flight == 0, what="grown")
+        engine.slow_closes = asyncio.Event()
+        for sandbox in engine.made:
+            sandbox.slow = engine.slow_closes  # the engine is slow to remove them
+        idle[0] = 0
+        await eventually(lambda: pool.ready == 2, what="back to the floor")
+        # At its floor, but the two it let go still hold what a container holds.
+        assert pool.in_flight == 2
+        engine.slow_closes.set()
+        await eventually(lambda: pool.in_flight == 0, what="the closes done")
+        pool.stop()
+
+    run(scenario)
+
+
 def test_asks_the_share_rule_refuses_do_not_grow_the_pool() -> None:
     """Churn from one network grows the pool no further than its share did: each
     sandbox it took and threw away was a whole container life for the engine."""

@@ -109,6 +109,12 @@ class ContainerPool(Generic[P]):
     def ready(self) -> int:
         return len(self._ready)
 
+    @property
+    def in_flight(self) -> int:
+        """Containers the pool is starting or removing now: they hold engine streams
+        and descriptors without being ``ready``."""
+        return self._starting + len(self._closes)
+
     def start(self) -> None:
         if self._task is None:
             self._stopped = False
