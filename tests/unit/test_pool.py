@@ -355,15 +355,24 @@ def test_stop_lets_closes_under_way_finish_and_closed_waits_for_them() -> None:
     run(scenario)
 
 
+def paged_pool(
+    engine: Engine, linger: float, pages: int = 0
+) -> tuple[ContainerPool[Sandbox], list[int]]:
+    """A started pool of floor 2 and ceiling 6 that follows the pages open: the list's
+    one number, which the test sets."""
+    demand = Demand(2, 6, linger=linger)
+    idle = [pages]
+    demand.idle_clients = lambda: idle[0]
+    pool = ContainerPool(engine, 2, 0.0, demand)
+    pool.headroom = lambda: 64
+    pool.start()
+    return pool, idle
+
+
 def test_pages_open_grow_the_pool_to_its_ceiling_and_it_shrinks_after_the_linger() -> None:
     async def scenario() -> None:
         engine = Engine()
-        demand = Demand(2, 6, linger=0.1)
-        idle = [0]
-        demand.idle_clients = lambda: idle[0]
-        pool = ContainerPool(engine, 2, 0.0, demand)
-        pool.headroom = lambda: 64
-        pool.start()
+        pool, idle = paged_pool(engine, linger=0.1)
         await eventually(lambda: pool.ready == 2, what="the floor")
         idle[0] = 10  # a class opened its pages: more than the ceiling
         await eventually(lambda: pool.ready == 6, what="grown to the ceiling")
@@ -383,12 +392,7 @@ def test_pages_open_grow_the_pool_to_its_ceiling_and_it_shrinks_after_the_linger
 def test_a_pool_back_at_its_floor_counts_the_closes_still_under_way_as_in_flight() -> None:
     async def scenario() -> None:
         engine = Engine()
-        demand = Demand(2, 6, linger=0.0)
-        idle = [4]
-        demand.idle_clients = lambda: idle[0]
-        pool = ContainerPool(engine, 2, 0.0, demand)
-        pool.headroom = lambda: 64
-        pool.start()
+        pool, idle = paged_pool(engine, linger=0.0, pages=4)
         await eventually(lambda: pool.ready == 4 and pool.in_flight == 0, what="grown")
         engine.slow_closes = asyncio.Event()
         for sandbox in engine.made:
