@@ -362,8 +362,11 @@ async def _size(server: Server) -> int:
 
 async def victims(base: str, runs: int, pace: float) -> dict[str, Any]:
     """First output of `print('hi')`, POST to the first `output` event, in ms; one run
-    starting every `pace` seconds, never overlapping."""
+    starting every `pace` seconds, never overlapping. Its two halves apart too: the
+    POST's answer (the server's HTTP path) and from there to the output (the sandbox,
+    the engine's stream, the Socket.IO path)."""
     times: list[float] = []
+    posts: list[float] = []
     lost = 0
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
         client = SioClient()
@@ -376,6 +379,7 @@ async def victims(base: str, runs: int, pace: float) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 try:
                     status, body = await post(http, base, "print('hi')")
+                    t_post = time.perf_counter()
                     if status != 201:
                         lost += 1
                         continue
@@ -389,9 +393,17 @@ async def victims(base: str, runs: int, pace: float) -> dict[str, Any]:
                     lost += 1
                     continue
                 times.append((w.first_output - t0) * 1000)
+                posts.append((t_post - t0) * 1000)
         finally:
             await client.close()
-    return {**summary(times), "lost": lost, "times_ms": [round(t, 1) for t in times]}
+    after_post = [t - p for t, p in zip(times, posts, strict=True)]
+    return {
+        **summary(times),
+        "lost": lost,
+        "times_ms": [round(t, 1) for t in times],
+        "post": summary(posts),
+        "after_post": summary(after_post),
+    }
 
 
 @contextlib.asynccontextmanager
@@ -767,7 +779,12 @@ async def victims_run(args: argparse.Namespace, server: Server) -> dict[str, Any
     h0 = await stall_histograms(server.base)
     out["quiet"] = await victims(server.base, args.runs, args.pace)
     out["quiet"].update(stalls(h0, await stall_histograms(server.base)))
-    print(f"   quiet: p95 {ms(out['quiet'].get('p95'))}; {stalls_text(out['quiet'])}", flush=True)
+    q = out["quiet"]
+    print(
+        f"   quiet: p95 {ms(q.get('p95'))} (POST p50 {ms(q['post'].get('p50'))}, then to the "
+        f"output p50 {ms(q['after_post'].get('p50'))}); {stalls_text(q)}",
+        flush=True,
+    )
     for name in args.attacks:
         c0, t0 = server.cpu(), time.monotonic()
         h0 = await stall_histograms(server.base)
@@ -788,7 +805,9 @@ async def victims_run(args: argparse.Namespace, server: Server) -> dict[str, Any
         during["server_cpu_share"] = round((server.cpu() - c0) / (time.monotonic() - t0), 3)
         out[name] = during
         print(
-            f"   {name}: p95 {ms(during.get('p95'))}, lost {during['lost']}, server CPU "
+            f"   {name}: p95 {ms(during.get('p95'))} (POST p50 {ms(during['post'].get('p50'))}, "
+            f"then to the output p50 {ms(during['after_post'].get('p50'))}), "
+            f"lost {during['lost']}, server CPU "
             f"{during['server_cpu_share']:.0%} of a core; {stalls_text(during)}; "
             f"{stats}",
             flush=True,

@@ -147,7 +147,8 @@ class CodexApp:
         # Last: a start that failed before this leaves no task behind.
         self.tasks.spawn(watch_lag(self.registry.metrics.loop_lag.observe))
         self.gc_watch.install()
-        log.info("%d objects of the start frozen (gc.freeze)", freeze_startup())
+        if self.settings.gc_freeze:
+            log.info("%d objects of the start frozen (gc.freeze)", freeze_startup())
         return self.port
 
     async def _reap_dead_peers(self, cluster: Cluster) -> None:

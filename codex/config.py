@@ -135,6 +135,12 @@ class Settings(RequestSettings, IdentitySettings, CapacitySettings):
         "Memory all finished sessions together may hold for replay and GET, in MiB of "
         "output (the oldest are forgotten first, before their TTL).",
     )
+    gc_freeze: bool = setting(
+        True,
+        "Freeze the objects that exist once the server has started (gc.freeze), so the "
+        "cyclic GC's full collections, which hold the event loop, no longer walk them "
+        "(false: they do, as before 2026-12-04; for comparing).",
+    )
     term_rows: int = setting(24, "Initial terminal height of an execution.")
     term_cols: int = setting(80, "Initial terminal width of an execution.")
     detector_interval_ms: int = setting(

@@ -7,8 +7,9 @@ classes, functions, the parts wired once) live as long as the process, and every
 collection walked them again. During a churn of sessions that was 27-108 ms a
 collection, every 2-3 s; with them frozen, 9-30 ms (docs/performance.md).
 
-``freeze_startup`` collects once and moves what is left to the permanent generation
-(``gc.freeze``), where no collection looks; what the server allocates later is
+``freeze_startup`` (at the end of the app's start, unless ``gc_freeze`` is off)
+collects once and moves what is left to the permanent generation (``gc.freeze``),
+where no collection looks; what the server allocates later is
 collected as before. (An object alive at the freeze that later ends up in a
 reference cycle is never collected: at most once, what existed at the start.)
 ``PauseWatch`` times each full collection for ``codex_gc_pause_seconds``. Both act on
