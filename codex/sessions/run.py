@@ -190,6 +190,11 @@ class Run:
     def background(self, work: Coroutine[Any, Any, None]) -> None:
         self.tasks.spawn(work)
 
+    def shed(self) -> None:
+        """The run is over: its execution (stream, scanner, cgroup handle) goes. A
+        background task still in flight (a kill) holds its own reference and ends."""
+        self.execution = None
+
     def release(self) -> None:
         self.tasks.cancel()
         self.execution = None

@@ -53,6 +53,8 @@ from codex.wire import (
 
 log = logging.getLogger(__name__)
 
+_NO_JOB = JobOptions()  # a finished session's: see _keep_what_replay_needs
+
 
 class Session:
     def __init__(
@@ -150,6 +152,7 @@ class Session:
         self.state = STARTING
         self.queue_entry = None
         self._task = asyncio.ensure_future(self.run())
+        self._task.add_done_callback(self._run_over)
 
     def queued(self, position: int) -> None:
         """Waiting for a free slot, `position` in line (codex.sessions.waitlist)."""
@@ -229,15 +232,18 @@ class Session:
             self._task.cancel()
         self._task = None  # a cancelled task's traceback holds its frame, and so this
         self.run.release()
+        _shed(self)
         self.resizer.stop()
         self.presence.release()
         self.keyboard.close()
         self.output.release()
         self.files.release()
-        self.waits.release()
-        self.watcher.release()
-        self.clock.release()
         self._on_finish = None
+
+    def _run_over(self, task: asyncio.Future[None]) -> None:
+        if self.finished and task is self._task:
+            self._task = None  # a done task keeps its coroutine and, through it, the run
+            _shed(self)
 
     # -- the parts' callbacks -----------------------------------------------------------
 
@@ -274,8 +280,8 @@ class Session:
         *,
         message: str | None = None,
     ) -> None:
-        """The verdict: the last entries of the log, then what a finished session keeps
-        (its log and its last screen: what replay and GET need)."""
+        """The verdict: the last entries of the log; then the session keeps only what
+        replay and GET need."""
         if self.finished:
             return
         info = info or ExitInfo()
@@ -295,12 +301,36 @@ class Session:
             self.log.append(ERROR, payload=payload)
         self.result = _result(self, status, info)
         self.log.append(COMPLETE, payload=dict(self.result))
-        self.terminal.freeze()
-        self.keyboard.close()
+        _keep_what_replay_needs(self, running=self._task is not None)
         self.metrics.executions.labels(status=status).inc()
         log.info("session %s finished: %s", self.id[:8], status)
         if self._on_finish is not None:
             self._on_finish(self)
+
+
+def _keep_what_replay_needs(s: Session, *, running: bool) -> None:
+    """A finished session keeps its log, its last screen, its result, the images and
+    the files left. The screen model, typing, the program and the files it was given
+    go at once (finished_memory_mb counts none of them: held until expiry, 256 finished
+    sessions with max_files_bytes each would keep 512 MiB); what the run still uses
+    goes when the run is over, or now if there was none (no compile, cancelled while
+    queued)."""
+    s.terminal.freeze()
+    s.keyboard.close()
+    s.code, s.job = "", _NO_JOB
+    if not running:
+        _shed(s)
+
+
+def _shed(s: Session) -> None:
+    """The run is over, its sandbox gone: drop what only a running program uses (the
+    execution and its stream, the watcher's detector, the clock's and the wait's
+    callbacks) now, not at expiry. What stays is what replay and GET need: the log,
+    the last screen, the result, the images and the files left."""
+    s.run.shed()
+    s.watcher.release()
+    s.clock.release()
+    s.waits.release()
 
 
 def _result(s: Session, status: str, info: ExitInfo) -> dict[str, Any]:

@@ -958,3 +958,43 @@ async def test_finished_sessions_share_a_memory_budget() -> None:
         t = await h.follow(sids[-1])
         assert t.output == "z" * 400000 + "\r\n", len(t.output)
         print(f"\nfinished sessions kept: {states}")
+
+
+# Files given to a program: 2 MiB (max_files_bytes) a request, in two files.
+GIVEN = [
+    {
+        "name": f"given{i}.bin",
+        "content": base64.b64encode(bytes([i]) * (1 << 20)).decode(),
+        "encoding": "base64",
+    }
+    for i in range(2)
+]
+
+
+@pytest.mark.gen_test(timeout=180)
+async def test_finished_sessions_keep_neither_their_files_nor_their_program() -> None:
+    """What a program was given is not what replay and GET show, and finished_memory_mb
+    does not count it: kept until expiry, every finished session would hold up to
+    max_files_bytes. 40 that do not compile (no container: cheap to send) and 3 that
+    run, each given 2 MiB, beside the victims; the server's heap must not keep them
+    (86 MiB if it did)."""
+    async with server() as (h, victims):
+        rss_before = rss_bytes()
+        sids: list[str] = []
+
+        async def attack() -> None:
+            for i in range(43):
+                code = "print(len(open('given0.bin', 'rb').read()))" if i % 21 == 0 else "print("
+                sids.append(await h.execute(code, files=GIVEN))
+            for sid in sids:
+                await h.wait_finished(sid)
+
+        await victims.while_running(attack())
+        grown = rss_bytes() - rss_before
+        bodies = [(await get(h, f"/api/sessions/{sid}")).body for sid in sids]
+        assert all(b["state"] == "finished" for b in bodies)
+        ran = [b for b in bodies if b["result"]["status"] == "ok"]
+        assert len(ran) == 3 and all(b["screen"]["lines"][0] == "1048576" for b in ran), ran
+        assert sum(b["result"]["status"] == "syntax_error" for b in bodies) == 40
+        print(f"\nserver RSS grew {grown / (1 << 20):.1f} MiB over 43 finished sessions")
+        assert grown < 30 * (1 << 20), grown

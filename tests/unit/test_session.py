@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import gc
 import json
+import types
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -30,6 +31,7 @@ from codex.errors import (
     Unavailable,
 )
 from codex.runtime.base import Readiness
+from codex.runtime.job import JobFile
 
 # -- codex, in one place (modules are about to move into packages) -----------------------
 from codex.sessions.eventlog import COMPLETE, ERROR, INPUT_REQUIRED, OUTPUT, Entry, Follower
@@ -786,6 +788,98 @@ def test_finished_sessions_beyond_the_bound_go_oldest_first(fake: FakeRuntime) -
         assert reg.get(second.id) is second
         with pytest.raises(SessionNotFound):
             reg.get(first.id)
+
+    run(scenario)
+
+
+def largest_held(session: Session, exclude: tuple[object, ...]) -> int:
+    """The size of the largest str or bytes reachable from ``session``, not through
+    ``exclude`` (the runtime: the fake keeps every spec), a module, a type, a function
+    (their globals reach everything) or an event loop (it reaches every session)."""
+    seen = {id(x) for x in exclude}
+    stack: list[object] = [session]
+    largest = 0
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, (str, bytes, bytearray)):
+            largest = max(largest, len(obj))
+            continue
+        if isinstance(obj, (type, types.ModuleType, types.FunctionType)):
+            continue
+        if isinstance(obj, asyncio.AbstractEventLoop):
+            continue
+        stack.extend(gc.get_referents(obj))
+    return largest
+
+
+MIB = 1024 * 1024
+FILES = (JobFile("data.bin", b"d" * MIB), JobFile("more.txt", b"m" * MIB))
+
+
+@pytest.mark.parametrize("compiles", [True, False])
+def test_a_finished_session_keeps_neither_its_files_nor_its_program(
+    fake: FakeRuntime, compiles: bool
+) -> None:
+    """What a program was given is not what replay or GET show: held until expiry,
+    256 finished sessions would keep 512 MiB outside finished_memory_mb. Whether it
+    ran (a container) or did not compile (none)."""
+
+    async def scenario() -> None:
+        reg = registry(fake, max_code_bytes=2 * MIB)
+        code = ("print('hi')  # " if compiles else "print(  # ") + "p" * MIB
+        s = await reg.create(ExecuteRequest(code, stdin="s" * 1000, files=FILES))
+        if compiles:
+            assert largest_held(s, (fake,)) >= MIB  # held while it may still start
+            ex = await fake.next_execution()
+            ex.emit(b"hi\r\n")
+            ex.exit(0)
+        await finished(s)
+        await settle()
+        assert largest_held(s, (fake,)) < 64 * 1024
+        assert s.describe()["state"] == "finished" and s.retained_chars < 64 * 1024
+
+    run(scenario)
+
+
+def test_the_run_is_let_go_once_its_sandbox_is_gone(fake: FakeRuntime) -> None:
+    """At the verdict the sandbox may still be closing (a removal in the engine): the
+    run keeps its execution until then, and lets it go as soon as it is done, not at
+    expiry. GET of the session still says all it said."""
+
+    async def scenario() -> None:
+        reg = registry(fake)
+        s = await reg.create(ExecuteRequest("input()"))
+        ex = await fake.next_execution()
+        closing = asyncio.Event()
+        real_close = ex.close
+
+        async def slow_close() -> None:
+            await closing.wait()
+            await real_close()
+
+        ex.close = slow_close  # type: ignore[method-assign]
+        ex.emit(b"? ")
+        ex.block_on_input()
+        await eventually(lambda: s.waiting is not None, what="input_required")
+        before = s.describe()
+        ex.exit(0)
+        await eventually(lambda: s.finished, what="the verdict")
+        await settle()
+        assert s.run.execution is ex and s.watcher.sink is s.waits  # still closing
+        closing.set()
+        await finished(s)
+        await settle()
+        assert s.run.execution is None and s._task is None
+        assert s.watcher.sink is not s.waits  # the watcher's callbacks are gone
+        after = s.describe()
+        assert after["detector"] == before["detector"] == "proc"
+        assert before["screen"]["lines"][0] == "?"
+        assert after["screen"]["lines"] == before["screen"]["lines"]
+        assert after["result"]["status"] == "ok" and not after["waitingForInput"]
+        assert reg.get(s.id) is s  # shed, not expired
 
     run(scenario)
 

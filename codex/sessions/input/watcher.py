@@ -171,6 +171,7 @@ class InputWatcher:
             self._timer = None
         self.root_pid = _no_pid
         self.sink = _GONE
+        self._fired = None
 
     def nudge(self, streaming: bool = False) -> None:
         """Something happened: check FAST after the last of it (cheap; called per
