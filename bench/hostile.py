@@ -176,8 +176,9 @@ async def post(
     code: str,
     size: tuple[int, int] | None = None,
     headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    body: dict[str, Any] = {"code": code}
+    body: dict[str, Any] = {"code": code, **(extra or {})}
     if size is not None:
         body["rows"], body["cols"] = size
     async with http.post(base + "/api/execute", json=body, headers=headers or {}) as r:
@@ -215,10 +216,15 @@ async def largest_size(http: aiohttp.ClientSession, base: str) -> int:
 
 
 async def one_run(
-    server: Server, size: int, code: str, deadline: float, answer: bool
+    server: Server,
+    size: int,
+    code: str,
+    deadline: float,
+    answer: bool,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Server CPU for one program, from POST to `execution_complete`, then for a GET
-    of the finished session."""
+    of the finished session. ``extra``: more of the request's body (`files`)."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
         client = SioClient()
         await client.connect(server.base)
@@ -231,7 +237,7 @@ async def one_run(
         try:
             c0 = server.cpu()
             t0 = time.monotonic()
-            status, body = await post(http, server.base, code, (size, size))
+            status, body = await post(http, server.base, code, (size, size), extra=extra)
             if status != 201:
                 return {"error": f"POST {status} {body}"}
             session_id = body["sessionId"]

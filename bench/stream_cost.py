@@ -2,19 +2,27 @@
 
     python -m bench.stream_cost one-byte [--bytes 1000000] [--runs 3] [--codex-dir DIR]
     python -m bench.stream_cost container-life [--runs 6] [--codex-dir DIR]
+    python -m bench.stream_cost upload [--mib 2] [--runs 5] [--codex-dir DIR]
 
 `one-byte`: server CPU for one session writing `--bytes` a byte at a time (one write(2)
 each), from POST to `execution_complete`, and that CPU as a share of a core while it
 streams. `container-life`: machine CPU (/proc/stat) per session, and dockerd's and
 containerd's, for `print('')` against 1 MB of DECALN at 1000 x 1000, each batch
 followed by 1.5 s for its removals and refills: what relaying a megabyte adds to a
-container's life. Every wait is bounded; traffic goes to loopback only.
+container's life. `upload`: server CPU and seconds from POST to `execution_complete`
+for a session given `--mib` of files (base64, two files) against one given none,
+for a program that does not compile (the HTTP path alone: no container) and one
+that runs and reads a file; the difference per MiB. Every wait is bounded; traffic
+goes to loopback only.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import os
+import statistics
 import time
 from pathlib import Path
 
@@ -79,11 +87,56 @@ def container_life(server: Server, runs: int) -> None:
         print(f"{name}: per session machine {per[0]:.0f} ms, {daemons}", flush=True)
 
 
+READS_GIVEN = (
+    "import os\nprint(os.path.getsize('given0.bin') if os.path.exists('given0.bin') else 0)"
+)
+
+
+def given_files(mib: float) -> list[dict[str, str]]:
+    """Two files of ``mib`` MiB in all, base64 (incompressible bytes: no shortcut)."""
+    half = int(mib * (1 << 20)) // 2
+    return [
+        {
+            "name": f"given{i}.bin",
+            "content": base64.b64encode(os.urandom(half)).decode(),
+            "encoding": "base64",
+        }
+        for i in range(2)
+    ]
+
+
+def upload(server: Server, mib: float, runs: int) -> None:
+    files = given_files(mib)
+    programs = (
+        ("does not compile", "print("),
+        ("runs", READS_GIVEN),
+    )
+    for name, code in programs:
+        medians = []
+        for extra in ({}, {"files": files}):
+            got = [asyncio.run(one_run(server, 24, code, 60, False, extra)) for _ in range(runs)]
+            cpu = statistics.median(r["cpu_ms"] for r in got)
+            seconds = statistics.median(r["seconds"] for r in got)
+            medians.append((cpu, seconds))
+            given = f"{mib:g} MiB of files" if extra else "no files"
+            print(
+                f"{name}, {given}: server CPU {cpu:.0f} ms, {seconds:.2f} s "
+                f"(medians of {runs}; statuses {sorted({r['status'] for r in got})})",
+                flush=True,
+            )
+        (c0, s0), (c1, s1) = medians
+        print(
+            f"{name}: per MiB given, server CPU {(c1 - c0) / mib:.0f} ms, {(s1 - s0) / mib:.2f} s",
+            flush=True,
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=["one-byte", "container-life"])
+    p.add_argument("what", choices=["one-byte", "container-life", "upload"])
     p.add_argument("--bytes", type=int, default=1_000_000, help="one-byte: bytes written")
-    p.add_argument("--runs", type=int, default=0, help="sessions (3 one-byte, 6 life)")
+    p.add_argument("--runs", type=int, default=0, help="sessions (3 one-byte, 6 life, 5 upload)")
+    p.add_argument("--mib", type=float, default=2.0, help="upload: MiB of files given")
     p.add_argument("--codex-dir", type=Path, help="run the server from this checkout")
     args = p.parse_args()
     if args.codex_dir:
@@ -93,6 +146,8 @@ def main() -> None:
     try:
         if args.what == "one-byte":
             one_byte(server, args.bytes, args.runs or 3)
+        elif args.what == "upload":
+            upload(server, args.mib, args.runs or 5)
         else:
             container_life(server, args.runs or 6)
     finally:

@@ -233,13 +233,16 @@ def _read_job() -> bytes:
             os._exit(1)
         header += chunk
     size = int(header)
-    data = b""
+    # A terminal hands over at most 4 KiB a read: `bytes +=` would copy the whole
+    # job each time (quadratic: ~0.3 s for the 2.7 MB of 2 MiB of files), and asking
+    # for all that is left would allocate that much each time.
+    data = bytearray()
     while len(data) < size:
-        chunk = os.read(0, size - len(data))
+        chunk = os.read(0, min(size - len(data), 1 << 16))
         if not chunk:
             os._exit(1)
         data += chunk
-    return data
+    return bytes(data)
 
 
 def _sha256(data: bytes):  # type: ignore[no-untyped-def]
