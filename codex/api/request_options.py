@@ -4,8 +4,6 @@ naming its field (a file's error names the file: ``files[2].name``)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
 from codex.config import Settings
@@ -34,7 +32,7 @@ def parse_files(value: object, s: Settings) -> tuple[JobFile, ...]:
         file = _one_file(item, where, s)
         if any(f.name == file.name for f in files):
             raise InvalidField(f"The file {file.name!r} is given twice.", field=where + ".name")
-        total += len(file.data)
+        total += file.size
         if total > s.max_files_bytes:
             raise InvalidField(
                 f"The files are larger than {s.max_files_bytes} bytes in all.", field="files"
@@ -59,19 +57,17 @@ def _one_file(item: dict[str, Any], where: str, s: Settings) -> JobFile:
             f"The encoding of {name!r} must be utf-8 or base64.", field=where + ".encoding"
         )
     if encoding == "utf-8":
-        data = content.encode("utf-8")
+        file = JobFile.of(name, content.encode("utf-8"))
     else:
-        try:
-            data = base64.b64decode(content, validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidField(
-                f"The content of {name!r} is not base64.", field=where + ".content"
-            ) from None
-    if len(data) > s.max_file_bytes:
+        checked = JobFile.from_base64(name, content)
+        if checked is None:
+            raise InvalidField(f"The content of {name!r} is not base64.", field=where + ".content")
+        file = checked
+    if file.size > s.max_file_bytes:
         raise InvalidField(
             f"The file {name!r} is larger than {s.max_file_bytes} bytes.", field=where + ".content"
         )
-    return JobFile(name, data)
+    return file
 
 
 def _no_file_inside_a_file(files: list[JobFile]) -> None:

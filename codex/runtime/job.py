@@ -20,12 +20,36 @@ FILE = b"file:"
 FILES_END = b"files:"
 
 
+# What strict base64 is made of, besides its final padding.
+B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
 @dataclass(frozen=True)
 class JobFile:
-    """A file for the program's working directory: a relative path and its bytes."""
+    """A file for the program's working directory: a relative path, its bytes as
+    base64 (what the job carries; the sandbox decodes it) and how many bytes that is.
+    The text is strict base64, checked once: it needs no escaping in the job's JSON."""
 
     name: str
-    data: bytes
+    b64: str
+    size: int
+
+    @classmethod
+    def of(cls, name: str, data: bytes) -> JobFile:
+        return cls(name, base64.b64encode(data).decode("ascii"), len(data))
+
+    @classmethod
+    def from_base64(cls, name: str, text: str) -> JobFile | None:
+        """The file whose content is ``text``, or None if that is not strict base64
+        (what ``b64decode(validate=True)`` accepts), told without decoding it: a
+        request's megabytes are read once, as the client sent them."""
+        if len(text) % 4 or not text.isascii():
+            return None
+        raw = text.encode("ascii")
+        pad = len(raw) - len(raw.rstrip(b"="))
+        if pad > 2 or raw.translate(None, B64_ALPHABET) != b"=" * pad:
+            return None
+        return cls(name, text, len(raw) // 4 * 3 - pad)
 
 
 @dataclass(frozen=True)
@@ -47,7 +71,7 @@ class JobOptions:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "files": [[f.name, base64.b64encode(f.data).decode("ascii")] for f in self.files],
+            "files": [[f.name, f.b64] for f in self.files],
             "args": list(self.args),
             "interactive": self.interactive,
             "collect": [self.collect.count, self.collect.file_bytes, self.collect.total_bytes],

@@ -101,9 +101,14 @@ def job_bytes(
     code: str, rows: int, cols: int, max_image: int = 0, options: JobOptions | None = None
 ) -> bytes:
     """The job; `maxImage` bounds what the supervisor passes on of one image."""
-    job = {"code": code, "rows": rows, "cols": cols, "maxImage": max_image}
-    job.update((options or JobOptions()).to_json())
-    payload = json.dumps(job).encode()
+    options = options or JobOptions()
+    job: dict[str, Any] = {"code": code, "rows": rows, "cols": cols, "maxImage": max_image}
+    job.update(options.to_json())
+    del job["files"]
+    # The files' base64 (JobFile: checked, no character to escape) is spliced in, not
+    # run through the encoder: 17 ms of the event loop for 2 MiB of files.
+    listed = ",".join(f'[{json.dumps(f.name)}, "{f.b64}"]' for f in options.files)
+    payload = f'{json.dumps(job)[:-1]}, "files": [{listed}]}}'.encode()
     return b"%d\n" % len(payload) + payload
 
 

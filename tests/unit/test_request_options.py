@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
+import random
+import string
 from typing import Any
 
 import pytest
@@ -13,7 +16,8 @@ from codex.api.request_options import body_limit
 from codex.api.requests import parse_execute
 from codex.config import Settings
 from codex.errors import CodexError
-from codex.runtime.job import JobFile
+from codex.runtime.job import JobFile, JobOptions
+from codex.runtime.protocol import job_bytes
 from codex.sessions.registry import Limits
 
 S = Settings()
@@ -45,9 +49,9 @@ def test_files_args_interactive_and_limits_are_parsed() -> None:
         S,
     )
     assert request.files == (
-        JobFile("data.csv", b"a,b\n"),
-        JobFile("lib/helper.py", b"x = 1\n"),
-        JobFile("raw.bin", b"\x00\xff"),
+        JobFile.of("data.csv", b"a,b\n"),
+        JobFile.of("lib/helper.py", b"x = 1\n"),
+        JobFile.of("raw.bin", b"\x00\xff"),
     )
     assert request.args == ("one", "two words", "")
     assert request.interactive is True
@@ -101,6 +105,78 @@ def test_each_bad_file_name_is_refused_naming_the_file(name: str) -> None:
 )
 def test_bad_files_are_refused_with_their_field(files: Any, field: str) -> None:
     assert refused({"files": files}) == (400, "invalid_field", field)
+
+
+def _strict(text: str) -> bytes | None:
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:  # binascii.Error is one
+        return None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "QQ==",
+        "QUI=",
+        "QUJD",
+        "QUJDRA==",
+        "QQ",
+        "QQ=",
+        "Q===",
+        "====",
+        "QQ==QQ==",
+        "=QQ=",
+        "QU JD",
+        "QUJD\n",
+        "QUJD\x00",
+        "QUJ-",
+        "QUJ_",
+        "QUJ\u00e9",
+        "\u00e9\u00e9\u00e9\u00e9",
+        "////",
+        "++++",
+        "AAAA" * 1000 + "AA==",
+    ],
+)
+def test_base64_is_checked_as_strictly_as_the_decoder_without_decoding(text: str) -> None:
+    """JobFile.from_base64 accepts exactly what b64decode(validate=True) does, with the
+    same size, and keeps the text as sent (the job carries it unescaped)."""
+    file = JobFile.from_base64("f", text)
+    expected = _strict(text)
+    assert (file is None) == (expected is None), (text[:20], expected)
+    if file is not None and expected is not None:
+        assert file.size == len(expected) and file.b64 == text
+
+
+def test_random_base64_and_its_corruptions_are_judged_like_the_decoder() -> None:
+    rng = random.Random(7)
+    alphabet = string.ascii_letters + string.digits + "+/=-_ \n."
+    for n in range(300):
+        text = base64.b64encode(rng.randbytes(n % 17)).decode()
+        if n % 2:  # a corruption: one character replaced, or one removed
+            at = rng.randrange(len(text)) if text else 0
+            text = text[:at] + rng.choice(alphabet) * (n % 3 > 0) + text[at + 1 :]
+        file, expected = JobFile.from_base64("f", text), _strict(text)
+        assert (file is None) == (expected is None), text
+        assert file is None or expected is None or file.size == len(expected)
+
+
+def test_the_job_carries_the_files_as_given_in_valid_json() -> None:
+    raw = bytes(range(256)) * 10
+    files = (JobFile.of('odd "name"\\.bin', raw), JobFile.of("b.txt", "é\n".encode()))
+    job = job_bytes("print('\u00e9')", 24, 80, 0, JobOptions(files=files, args=("x",)))
+    size, _, payload = job.partition(b"\n")
+    assert int(size) == len(payload)
+    parsed = json.loads(payload)
+    assert [[n, base64.b64decode(t)] for n, t in parsed["files"]] == [
+        ['odd "name"\\.bin', raw],
+        ["b.txt", "é\n".encode()],
+    ]
+    assert parsed["code"] == "print('\u00e9')" and parsed["args"] == ["x"]
+    empty = json.loads(job_bytes("1", 1, 1).partition(b"\n")[2])
+    assert empty["files"] == [] and empty["code"] == "1"
 
 
 def test_file_bounds_come_from_the_settings() -> None:

@@ -816,7 +816,7 @@ def largest_held(session: Session, exclude: tuple[object, ...]) -> int:
 
 
 MIB = 1024 * 1024
-FILES = (JobFile("data.bin", b"d" * MIB), JobFile("more.txt", b"m" * MIB))
+FILES = (JobFile.of("data.bin", b"d" * MIB), JobFile.of("more.txt", b"m" * MIB))
 
 
 @pytest.mark.parametrize("compiles", [True, False])
