@@ -41,7 +41,7 @@ class Transcript:
     def complete(self) -> dict[str, Any]:
         done = self.named("execution_complete")
         assert len(done) == 1, self.events
-        return done[0]
+        return dict(done[0])
 
 
 class Harness:

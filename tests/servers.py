@@ -9,7 +9,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import tornado.httpclient
@@ -20,7 +20,7 @@ from tests.ports import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def _wait_until(check, timeout: float) -> None:  # type: ignore[no-untyped-def]
+async def _wait_until(check: Callable[[], Awaitable[bool]], timeout: float) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not await check():
