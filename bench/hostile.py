@@ -56,6 +56,9 @@ MB = 1e6
 ATTACKER = {"X-Forwarded-For": "203.0.113.66"}
 CHURN_SECONDS = 60  # the longest a churn attack lasts
 CHURN_PER_ADDRESS = 2000  # and the most executions each of its addresses creates
+# 0: every victim run from the bench's own address (a class behind one NAT, 3.3 runs a
+# second from one network); N: each run from the next of N networks (--victim-networks).
+VICTIM_NETWORKS = [0]
 CHURN_RATE = [0.0]  # creates a second, all addresses together (0: back to back); --churn-rate
 SIZE_CAP = 1000  # the size a hostile client asks for (rows and cols)
 PAYLOAD = 1_000_000  # bytes a pattern writes: under the default 1 MiB output limit
@@ -379,12 +382,14 @@ async def victims(base: str, runs: int, pace: float) -> dict[str, Any]:
         await client.connect(base)
         try:
             next_start = time.monotonic()
-            for _ in range(runs):
+            for i in range(runs):
                 await asyncio.sleep(max(0.0, next_start - time.monotonic()))
                 next_start = time.monotonic() + pace
                 t0 = time.perf_counter()
+                networks = VICTIM_NETWORKS[0]
+                learner = {"X-Forwarded-For": f"10.{i % networks}.0.1"} if networks else None
                 try:
-                    status, body = await post(http, base, "print('hi')")
+                    status, body = await post(http, base, "print('hi')", headers=learner)
                     t_post = time.perf_counter()
                     if status != 201:
                         lost += 1
@@ -597,6 +602,55 @@ async def attack_slow_http(base: str, size: int) -> AsyncIterator[dict[str, Any]
             w.close()
 
 
+READS_GIVEN = (
+    "import os\nprint(os.path.getsize('given0.bin') if os.path.exists('given0.bin') else 0)"
+)
+
+
+def given_files(mib: float) -> list[dict[str, str]]:
+    """Two files of ``mib`` MiB in all, base64 (incompressible bytes: no shortcut)."""
+    half = int(mib * (1 << 20)) // 2
+    return [
+        {
+            "name": f"given{i}.bin",
+            "content": base64.b64encode(os.urandom(half)).decode(),
+            "encoding": "base64",
+        }
+        for i in range(2)
+    ]
+
+
+@contextlib.asynccontextmanager
+async def attack_uploads(base: str, size: int) -> AsyncIterator[dict[str, Any]]:
+    """Two sessions at a time, one after another, each given 2 MiB of files (the most
+    one request may give): every other one does not compile (no container: the HTTP
+    path alone), the others run and read a file."""
+    stats = {"sessions": 0}
+    files = {"files": given_files(2.0)}
+
+    async def loop(http: aiohttp.ClientSession, client: SioClient) -> None:
+        for i in range(40):  # bounded: at most 40 sessions each
+            code = "print(" if i % 2 else READS_GIVEN
+            status, body = await post(http, base, code, headers=ATTACKER, extra=files)
+            if status != 201:
+                await asyncio.sleep(0.5)
+                continue
+            stats["sessions"] += 1
+            w = await client.join(body["sessionId"])
+            try:
+                await asyncio.wait_for(w.done.wait(), 20)
+            except TimeoutError:
+                await delete(http, base, body["sessionId"])
+
+    async with _attack_clients(base) as (http, client):
+        tasks = [asyncio.ensure_future(loop(http, client)) for _ in range(2)]
+        try:
+            await asyncio.sleep(1)
+            yield stats
+        finally:
+            await _cancel(tasks)
+
+
 @contextlib.asynccontextmanager
 async def attack_churn(base: str, size: int) -> AsyncIterator[dict[str, Any]]:
     """Create and at once DELETE executions, from 6 X-Forwarded-For addresses (the
@@ -639,6 +693,7 @@ ATTACKS: dict[str, Callable[[str, int], contextlib.AbstractAsyncContextManager[A
     "sio_noread": attack_sio_noread,
     "slow_http": attack_slow_http,
     "churn": attack_churn,
+    "uploads": attack_uploads,
 }
 
 
@@ -876,6 +931,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="churn's creates a second, its 6 addresses together (0: back to back)",
     )
     p.add_argument(
+        "--victim-networks",
+        type=int,
+        default=0,
+        help="victims: each run from the next of N networks (X-Forwarded-For 10.<k>.0.1), "
+        "a class of learners each on their own; 0: all from one address, a class behind "
+        "one NAT",
+    )
+    p.add_argument(
         "--attacks-in-process",
         action="store_true",
         help="run each attack in the victims' own process and event loop (as before "
@@ -904,6 +967,7 @@ def _raise_nofile() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     CHURN_RATE[0] = args.churn_rate
+    VICTIM_NETWORKS[0] = args.victim_networks
     if args.codex_dir is not None:
         serverproc.CODEX_DIR[0] = args.codex_dir.resolve()
     _raise_nofile()  # 500 slow connections and the rest

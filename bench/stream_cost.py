@@ -20,14 +20,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import os
 import statistics
 import time
 from pathlib import Path
 
 from bench import serverproc
-from bench.hostile import BASELINE, WRITER, Server, one_run, pattern_program
+from bench.hostile import (
+    BASELINE,
+    READS_GIVEN,
+    WRITER,
+    Server,
+    given_files,
+    one_run,
+    pattern_program,
+)
 
 CLK_TCK = 100  # /proc/stat and /proc/<pid>/stat count in these
 
@@ -85,24 +91,6 @@ def container_life(server: Server, runs: int) -> None:
         server_ms = (cpu1 - cpu0) * 1000 / runs
         daemons = f"dockerd {per[1]:.0f}, containerd {per[2]:.0f}, server {server_ms:.0f}"
         print(f"{name}: per session machine {per[0]:.0f} ms, {daemons}", flush=True)
-
-
-READS_GIVEN = (
-    "import os\nprint(os.path.getsize('given0.bin') if os.path.exists('given0.bin') else 0)"
-)
-
-
-def given_files(mib: float) -> list[dict[str, str]]:
-    """Two files of ``mib`` MiB in all, base64 (incompressible bytes: no shortcut)."""
-    half = int(mib * (1 << 20)) // 2
-    return [
-        {
-            "name": f"given{i}.bin",
-            "content": base64.b64encode(os.urandom(half)).decode(),
-            "encoding": "base64",
-        }
-        for i in range(2)
-    ]
 
 
 def upload(server: Server, mib: float, runs: int) -> None:
