@@ -418,15 +418,18 @@ async def victims(base: str, runs: int, pace: float) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def attack_screen(base: str, size: int) -> AsyncIterator[dict[str, Any]]:
-    """Two sessions at a time printing the costliest patterns, one after another."""
+async def _two_at_a_time(
+    base: str, request: Callable[[int], tuple[str, tuple[int, int] | None, dict[str, Any]]]
+) -> AsyncIterator[dict[str, Any]]:
+    """Two sessions at a time from the attacker's address, each loop running its next
+    as soon as the last ended: ``request(i)`` is the i-th one's code, terminal size and
+    more of its body. Bounded: at most 40 sessions a loop, 20 s each."""
     stats = {"sessions": 0}
-    names = ["DECALN ESC#8", "combining U+0301", "alt screen on/off", "clear ESC[2J"]
 
     async def loop(http: aiohttp.ClientSession, client: SioClient, offset: int) -> None:
-        for i in range(offset, offset + 40):  # bounded: at most 40 sessions each
-            code = pattern_program(names[i % 4], False)
-            status, body = await post(http, base, code, (size, size), headers=ATTACKER)
+        for i in range(offset, offset + 40):
+            code, size, extra = request(i)
+            status, body = await post(http, base, code, size, headers=ATTACKER, extra=extra)
             if status != 201:
                 await asyncio.sleep(0.5)
                 continue
@@ -444,6 +447,15 @@ async def attack_screen(base: str, size: int) -> AsyncIterator[dict[str, Any]]:
             yield stats
         finally:
             await _cancel(tasks)
+
+
+@contextlib.asynccontextmanager
+async def attack_screen(base: str, size: int) -> AsyncIterator[dict[str, Any]]:
+    """Two sessions at a time printing the costliest patterns, one after another."""
+    names = ["DECALN ESC#8", "combining U+0301", "alt screen on/off", "clear ESC[2J"]
+    programs = [pattern_program(name, False) for name in names]
+    async with _two_at_a_time(base, lambda i: (programs[i % 4], (size, size), {})) as stats:
+        yield stats
 
 
 @contextlib.asynccontextmanager
@@ -625,30 +637,10 @@ async def attack_uploads(base: str, size: int) -> AsyncIterator[dict[str, Any]]:
     """Two sessions at a time, one after another, each given 2 MiB of files (the most
     one request may give): every other one does not compile (no container: the HTTP
     path alone), the others run and read a file."""
-    stats = {"sessions": 0}
     files = {"files": given_files(2.0)}
-
-    async def loop(http: aiohttp.ClientSession, client: SioClient) -> None:
-        for i in range(40):  # bounded: at most 40 sessions each
-            code = "print(" if i % 2 else READS_GIVEN
-            status, body = await post(http, base, code, headers=ATTACKER, extra=files)
-            if status != 201:
-                await asyncio.sleep(0.5)
-                continue
-            stats["sessions"] += 1
-            w = await client.join(body["sessionId"])
-            try:
-                await asyncio.wait_for(w.done.wait(), 20)
-            except TimeoutError:
-                await delete(http, base, body["sessionId"])
-
-    async with _attack_clients(base) as (http, client):
-        tasks = [asyncio.ensure_future(loop(http, client)) for _ in range(2)]
-        try:
-            await asyncio.sleep(1)
-            yield stats
-        finally:
-            await _cancel(tasks)
+    programs = [READS_GIVEN, "print("]
+    async with _two_at_a_time(base, lambda i: (programs[i % 2], None, files)) as stats:
+        yield stats
 
 
 @contextlib.asynccontextmanager

@@ -234,7 +234,7 @@ def _read_job() -> bytes:
         header += chunk
     size = int(header)
     # A terminal hands over at most 4 KiB a read: `bytes +=` would copy the whole
-    # job each time (quadratic: ~0.3 s for the 2.7 MB of 2 MiB of files), and asking
+    # job each time (quadratic: ~1 s for the 2.7 MB of 2 MiB of files), and asking
     # for all that is left would allocate that much each time.
     data = bytearray()
     while len(data) < size:
