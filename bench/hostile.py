@@ -380,13 +380,13 @@ async def victims(base: str, runs: int, pace: float) -> dict[str, Any]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
         client = SioClient()
         await client.connect(base)
+        networks = VICTIM_NETWORKS[0]
         try:
             next_start = time.monotonic()
             for i in range(runs):
                 await asyncio.sleep(max(0.0, next_start - time.monotonic()))
                 next_start = time.monotonic() + pace
                 t0 = time.perf_counter()
-                networks = VICTIM_NETWORKS[0]
                 learner = {"X-Forwarded-For": f"10.{i % networks}.0.1"} if networks else None
                 try:
                     status, body = await post(http, base, "print('hi')", headers=learner)

@@ -977,7 +977,7 @@ async def test_finished_sessions_keep_neither_their_files_nor_their_program() ->
     does not count it: kept until expiry, every finished session would hold up to
     max_files_bytes. 40 that do not compile (no container: cheap to send) and 3 that
     run, each given 2 MiB, beside the victims; the server's heap must not keep them
-    (86 MiB if it did)."""
+    (the server grew 97 MiB before they were let go at the verdict)."""
     async with server() as (h, victims):
         rss_before = rss_bytes()
         sids: list[str] = []
